@@ -1,0 +1,39 @@
+package sdk
+
+import "context"
+
+// Child is one supervised thing that can be started many times: a goroutine
+// running a function, a nested supervisor, or (in the host) an OS process
+// running a plugin. The supervision engine only sees this interface, so the
+// same engine supervises all three.
+type Child interface {
+	// Start starts a new incarnation and blocks until it is running (for a
+	// process: ready to answer), it failed to start, or ctx is done. ctx
+	// bounds the start only, not the incarnation's life. A failed start
+	// returns a nil Incarnation and an error.
+	Start(ctx context.Context) (Incarnation, error)
+}
+
+// Incarnation is one run of a [Child]. Its methods are safe for concurrent
+// use.
+type Incarnation interface {
+	// Done is closed when the incarnation has ended, whatever the reason.
+	Done() <-chan struct{}
+	// Err reports how the incarnation ended; it is valid once Done is
+	// closed. nil is a normal exit; any other error is a failure.
+	Err() error
+	// Stop asks the incarnation to end and blocks until it has, or until
+	// ctx is done (the child's shutdown timeout). If it still runs then,
+	// Stop does what it can (a process is killed; a goroutine cannot be)
+	// and returns an error wrapping [ErrShutdownTimeout]. Stop after the
+	// incarnation ended returns nil at once.
+	Stop(ctx context.Context) error
+}
+
+// HealthChecker is an optional interface of an [Incarnation]: the
+// supervisor calls HealthCheck at the child's health-check interval when the
+// ChildSpec has no HealthCheck function of its own. A non-nil error is a
+// failed check.
+type HealthChecker interface {
+	HealthCheck(ctx context.Context) error
+}
