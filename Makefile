@@ -33,9 +33,9 @@ bench: ## run every benchmark against its baseline
 	@echo "==> go test -bench (count=$(BENCHCOUNT), benchtime=$(BENCHTIME))"
 	@$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./...
 
-run: ## build and run the default app
-	@echo "==> running examples/inprocess (Ctrl-C stops it)"
-	@$(GO) run ./examples/inprocess
+run: build ## build, then run config.hcl with bin/vigil (Ctrl-C stops it)
+	@echo "==> running $(BIN)/vigil run config.hcl (Ctrl-C stops it)"
+	@$(BIN)/vigil run config.hcl
 
 lint: ## gofmt, go vet and staticcheck
 	@echo "==> gofmt"

@@ -1,0 +1,225 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/host/process"
+	"github.com/vigil-run/vigil/sdk"
+)
+
+// Options configures a [Host]. The zero value is usable.
+type Options struct {
+	// Logger is the root logger; workers and supervisors log under named
+	// sub-loggers. Default: a logger named "vigil" writing to Output at the
+	// app's log level.
+	Logger hclog.Logger
+	// Output is where the default logger writes. Default os.Stderr.
+	Output io.Writer
+	// EventHook, when set, receives every lifecycle event of every
+	// supervisor of the tree (see [sdk.SupervisorOptions.EventHook]: it must
+	// not block).
+	EventHook func(sdk.Event)
+	// TempDir is where per-incarnation socket directories are created.
+	// Default os.TempDir().
+	TempDir string
+	// MemoryCheckInterval overrides how often max_memory is checked
+	// (default and maximum 1 s). For tests.
+	MemoryCheckInterval time.Duration
+}
+
+// Host is a built supervision tree for one app. Build it with [New], run it
+// with [Host.Serve]. Its methods are safe for concurrent use.
+type Host struct {
+	app     *config.App
+	logger  hclog.Logger
+	root    *sdk.Supervisor
+	sups    []*sdk.Supervisor
+	workers map[string]*process.Child // by worker ID
+	order   []string                  // worker IDs in start order
+	mu      sync.Mutex
+	served  bool
+}
+
+// New builds the tree for app without starting anything. It checks every
+// plugin binary first (exists, executable, sha256 pin) and returns all
+// problems at once, each naming the config file, line and column of the
+// worker block and the binary; errors wrap [process.ErrBadPlugin],
+// [process.ErrChecksumMismatch] or [sdk.ErrInvalidSpec].
+func New(app *config.App, opts Options) (*Host, error) {
+	if app == nil || app.Root == nil {
+		return nil, fmt.Errorf("%w: no app", sdk.ErrInvalidSpec)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		out := opts.Output
+		if out == nil {
+			out = os.Stderr
+		}
+		level := hclog.LevelFromString(app.LogLevel)
+		if level == hclog.NoLevel {
+			level = hclog.Info
+		}
+		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: out, Color: hclog.AutoColor})
+	}
+	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}}
+	var errs []error
+	for _, w := range app.Workers() {
+		// The IDs of a pool share one binary: check it once.
+		if err := process.Check(h.workerSpec(w, w.Name, opts)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: worker %q: %w", w.Range, w.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	root, _, err := h.build(app.Root, opts)
+	if err != nil {
+		return nil, err
+	}
+	h.root = root
+	return h, nil
+}
+
+// workerSpec maps one worker ID of a worker block to a process spec.
+func (h *Host) workerSpec(w *config.Worker, id string, opts Options) process.Spec {
+	s := process.Spec{
+		ID: id, Path: w.Plugin, Origin: w.Range.String(), Args: w.Args, Env: w.Env, Config: w.Config, SHA256: w.SHA256,
+		StartTimeout: w.StartTimeout, ShutdownTimeout: w.ShutdownTimeout, Priority: w.Priority,
+		MaxMemory: w.MaxMemory, LogLevel: h.app.LogLevel, MemoryCheckInterval: opts.MemoryCheckInterval, TempDir: opts.TempDir,
+	}
+	if w.HealthCheck != nil {
+		s.HealthCheckFailures = max(w.HealthCheck.Failures, 1)
+	}
+	return s
+}
+
+// build creates the sdk supervisor for s and its subtree. It returns the
+// supervisor and the time its whole subtree may take to stop.
+func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.Duration, error) {
+	maxRestarts := s.MaxRestarts
+	if maxRestarts == 0 {
+		maxRestarts = sdk.NoRestarts // config: 0 means none tolerated
+	}
+	sup := sdk.NewSupervisor(sdk.SupervisorOptions{
+		Name:        s.Name,
+		Strategy:    s.Strategy,
+		MaxRestarts: maxRestarts,
+		MaxSeconds:  s.MaxSeconds,
+		Backoff:     sdk.NoBackoff, // every child sets its own
+		Logger:      h.logger.Named(s.Name),
+		EventHook:   opts.EventHook,
+	})
+	h.sups = append(h.sups, sup)
+	var total time.Duration
+	for _, n := range s.Children {
+		switch {
+		case n.Worker != nil:
+			w := n.Worker
+			for _, id := range w.IDs {
+				spec := h.workerSpec(w, id, opts)
+				child := process.New(spec, h.logger.Named(id))
+				cs := sdk.ChildSpec{
+					ID: id, Child: child, Restart: w.Restart,
+					ShutdownTimeout: w.ShutdownTimeout, Priority: w.Priority, MaxMemoryBytes: w.MaxMemory,
+					Backoff: backoff(w.Backoff),
+				}
+				if w.HealthCheck != nil {
+					cs.HealthCheckInterval = w.HealthCheck.Interval
+					cs.HealthCheckTimeout = w.HealthCheck.Timeout
+				}
+				if err := sup.AddChild(cs); err != nil {
+					return nil, 0, fmt.Errorf("%s: worker %q: %w", w.Range, w.Name, err)
+				}
+				h.workers[id] = child
+				h.order = append(h.order, id)
+				total += child.Spec().ShutdownTimeout
+			}
+		case n.Supervisor != nil:
+			nested, t, err := h.build(n.Supervisor, opts)
+			if err != nil {
+				return nil, 0, err
+			}
+			t += time.Second // margin for the nested supervisor's own work
+			if err := sup.AddChild(sdk.ChildSpec{
+				ID: n.Supervisor.Name, Child: nested.AsChild(), Restart: sdk.Permanent,
+				ShutdownTimeout: t, Backoff: sdk.NoBackoff,
+			}); err != nil {
+				return nil, 0, fmt.Errorf("%s: supervisor %q: %w", n.Supervisor.Range, n.Supervisor.Name, err)
+			}
+			total += t
+		}
+	}
+	if err := sup.StartMonitoring(); err != nil {
+		return nil, 0, err
+	}
+	return sup, total, nil
+}
+
+// backoff maps a worker's backoff block; zero restarts at once.
+func backoff(b config.Backoff) sdk.Backoff {
+	if b.Min == 0 && b.Max == 0 {
+		return sdk.NoBackoff
+	}
+	return sdk.Backoff{Min: b.Min, Max: max(b.Max, b.Min)}
+}
+
+// Logger returns the host's root logger.
+func (h *Host) Logger() hclog.Logger { return h.logger }
+
+// Root returns the root supervisor (for stats and tests).
+func (h *Host) Root() *sdk.Supervisor { return h.root }
+
+// Worker returns the process child of a worker ID, or nil.
+func (h *Host) Worker(id string) *process.Child { return h.workers[id] }
+
+// Serve starts the tree (workers in file order) and supervises it until ctx
+// is done, then stops everything in reverse order, each worker within its
+// shutdown timeout (graceful Stop RPC, then SIGTERM, then SIGKILL of its
+// process group). It blocks. It returns nil after a clean stop; an error
+// wrapping [sdk.ErrTooManyRestarts] (a [*sdk.RestartLimitError]) when the
+// root supervisor gave up, after stopping everything; an error wrapping
+// [sdk.ErrStartFailed] when a worker could not be started at first; or one
+// wrapping [sdk.ErrShutdownTimeout] naming workers that had to be killed.
+// A Host is served once; a second Serve returns [sdk.ErrAlreadyStarted].
+func (h *Host) Serve(ctx context.Context) error {
+	h.mu.Lock()
+	if h.served {
+		h.mu.Unlock()
+		return sdk.ErrAlreadyStarted
+	}
+	h.served = true
+	h.mu.Unlock()
+	h.logger.Info("starting app", "app", h.app.Name, "file", h.app.File, "workers", len(h.order), "preset", h.app.Preset)
+	err := h.root.Serve(ctx)
+	if err != nil && ctx.Err() != nil && errors.Is(err, sdk.ErrStartFailed) && errors.Is(err, context.Canceled) {
+		// Stopped while starting: a shutdown, not a failure.
+		h.logger.Info("app stopped during start-up", "app", h.app.Name)
+		return nil
+	}
+	switch {
+	case err == nil:
+		h.logger.Info("app stopped", "app", h.app.Name)
+	case errors.Is(err, sdk.ErrTooManyRestarts):
+		h.logger.Error("app gave up: restart intensity exceeded; every worker was stopped", "app", h.app.Name, "error", err)
+	default:
+		h.logger.Error("app stopped with an error", "app", h.app.Name, "error", err)
+	}
+	return err
+}
+
+// Kill SIGKILLs every worker's process group at once, without waiting (a
+// second Ctrl-C). A running Serve then finishes its shutdown promptly.
+func (h *Host) Kill() {
+	for _, id := range h.order {
+		h.workers[id].Kill()
+	}
+}

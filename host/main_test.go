@@ -1,0 +1,312 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+
+	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/sdk"
+)
+
+// Built once by TestMain: the vigil binary and the real plugins.
+var (
+	binDir    string // holds vigil
+	pluginDir string // holds echo, ticker, flaky
+)
+
+func TestMain(m *testing.M) {
+	code, err := testMain(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func testMain(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "vht-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	binDir, pluginDir = dir, filepath.Join(dir, "p")
+	if err := os.Mkdir(pluginDir, 0o755); err != nil {
+		return 1, err
+	}
+	for _, b := range [][]string{
+		{"-o", pluginDir + "/", "../plugins/echo", "../plugins/ticker", "../plugins/flaky"},
+		{"-o", filepath.Join(binDir, "vigil"), "./cmd/vigil"},
+	} {
+		if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("go build %v: %v\n%s", b, err, out)
+		}
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			return 1, fmt.Errorf("goroutine leak: %v", err)
+		}
+		if pids := pluginProcs(); len(pids) > 0 {
+			return 1, fmt.Errorf("plugin processes left behind: %v", pids)
+		}
+	}
+	return code, nil
+}
+
+// pluginProcs lists live (non-zombie) processes running a binary from pluginDir.
+func pluginProcs() []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.HasPrefix(string(cmdline), pluginDir+"/") {
+			continue
+		}
+		if alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && !strings.HasPrefix(string(stat[i+1:]), " Z")
+}
+
+// eventually polls cond every 10 ms until it holds or d elapses.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline, not synchronisation
+	}
+}
+
+// noPluginProcsLeft waits until no plugin process runs.
+func noPluginProcsLeft(t *testing.T) {
+	t.Helper()
+	eventually(t, 5*time.Second, "no plugin process left", func() bool { return len(pluginProcs()) == 0 })
+}
+
+// writeConfig writes an app definition in which {P} stands for the plugin dir.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "app.hcl")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "{P}", pluginDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// events records a host's lifecycle events.
+type events struct {
+	mu     sync.Mutex
+	list   []sdk.Event
+	notify chan struct{}
+}
+
+func (e *events) add(ev sdk.Event) {
+	e.mu.Lock()
+	e.list = append(e.list, ev)
+	e.mu.Unlock()
+	select {
+	case e.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (e *events) snapshot() []sdk.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]sdk.Event(nil), e.list...)
+}
+
+// wait blocks until an event matching match was recorded, or fails after d.
+func (e *events) wait(t *testing.T, d time.Duration, what string, match func(sdk.Event) bool) sdk.Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		for _, ev := range e.snapshot() {
+			if match(ev) {
+				return ev
+			}
+		}
+		select {
+		case <-e.notify:
+		case <-timeout:
+			var b strings.Builder
+			for _, ev := range e.snapshot() {
+				fmt.Fprintf(&b, "\n  %v", ev)
+			}
+			t.Fatalf("no %s within %v; events:%s", what, d, b.String())
+		}
+	}
+}
+
+func started(id string, n int) func(sdk.Event) bool {
+	return func(e sdk.Event) bool { return e.Kind == sdk.EventChildStarted && e.Child == id && e.Incarnation == n }
+}
+
+// running is a host served in the background by runHost.
+type running struct {
+	h      *Host
+	ev     *events
+	cancel context.CancelFunc
+	errc   chan error
+}
+
+// stop cancels Serve and returns its result (within 15 s).
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.errc:
+		r.errc <- err
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return within 15s of cancel")
+		return nil
+	}
+}
+
+// runHost loads body, builds the host and serves it in the background; the
+// test's cleanup stops it and checks that no plugin process is left.
+func runHost(t *testing.T, body string) *running {
+	t.Helper()
+	app, err := config.Load(writeConfig(t, body))
+	if err != nil {
+		t.Fatalf("config: %s", config.Format(err))
+	}
+	ev := &events{notify: make(chan struct{}, 1)}
+	tw := &testWriter{t: t}
+	t.Cleanup(func() { // runs after the stop below: no logging after the test
+		tw.mu.Lock()
+		tw.done = true
+		tw.mu.Unlock()
+	})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: tw})
+	h, err := New(app, Options{Logger: logger, EventHook: ev.add, TempDir: shortTempDir(t), MemoryCheckInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	r := &running{h: h, ev: ev, cancel: cancel, errc: make(chan error, 1)}
+	go func() { r.errc <- h.Serve(ctx) }()
+	t.Cleanup(func() {
+		r.stop(t)
+		noPluginProcsLeft(t)
+	})
+	return r
+}
+
+// testWriter logs to the test until it ends.
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// vigil runs the vigil binary with args; stderr and stdout go to a buffer.
+type vigilCmd struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+func startVigil(t *testing.T, args ...string) *vigilCmd {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(filepath.Join(binDir, "vigil"), args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v := &vigilCmd{cmd: cmd, out: out}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		t.Logf("vigil output:\n%s", out.String())
+		noPluginProcsLeft(t)
+	})
+	return v
+}
+
+// wait waits up to d for vigil to exit and returns its exit status.
+func (v *vigilCmd) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- v.cmd.Wait() }()
+	select {
+	case <-done:
+		return v.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		_ = v.cmd.Process.Kill()
+		<-done
+		t.Fatalf("vigil did not exit within %v", d)
+		return -1
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// shortTempDir returns a fresh directory with a short path, removed after
+// the test (t.TempDir's names are too long for unix socket paths).
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}

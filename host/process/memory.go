@@ -1,0 +1,62 @@
+package process
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+)
+
+var pageSize = uint64(os.Getpagesize())
+
+// groupRSS returns the summed resident set size, in bytes, of every process
+// whose process group is pgid, read from /proc. It returns 0 if none is
+// found. Processes that vanish during the scan are skipped.
+func groupRSS(pgid int) uint64 {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return 0
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0
+	}
+	var total uint64
+	for _, n := range names {
+		if n == "" || n[0] < '0' || n[0] > '9' {
+			continue
+		}
+		pg, rss, ok := statPgrpRSS("/proc/" + n + "/stat")
+		if ok && pg == pgid {
+			total += rss
+		}
+	}
+	return total
+}
+
+// statPgrpRSS parses /proc/PID/stat: the process group (field 5) and the
+// RSS in pages (field 24), returned in bytes.
+func statPgrpRSS(path string) (pgrp int, rss uint64, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); field k is f[k-3].
+	if len(f) < 22 {
+		return 0, 0, false
+	}
+	pg, err := strconv.Atoi(string(f[2]))
+	if err != nil {
+		return 0, 0, false
+	}
+	pages, err := strconv.ParseUint(string(f[21]), 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return pg, pages * pageSize, true
+}

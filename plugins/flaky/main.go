@@ -1,0 +1,197 @@
+// Command flaky is a Vigil worker plugin that misbehaves on purpose, as its
+// config block says. Demos and the host's integration tests use it to show
+// how each failure is detected and handled.
+//
+// Config block:
+//
+//	config {
+//	  mode            = "fail"  # see below (default "run")
+//	  after           = "1s"    # when the misbehaviour starts (default "1s")
+//	  code            = 3       # exit status for mode "exit" (default 3)
+//	  start_delay     = "0s"    # sleep before reporting started (a slow start)
+//	  leak_mb_per_sec = 50      # mode "leak": MiB allocated per second (default 50)
+//	  leak_max_mb     = 1024    # mode "leak": stop growing here (default 1024)
+//	}
+//
+// Modes:
+//
+//	run           healthy forever; returns nil when stopped
+//	ok_exit       returns nil after `after` (a normal exit)
+//	fail          returns an error after `after` (exit status 1)
+//	fail_start    fails its start (Init returns an error)
+//	panic         panics after `after` (exit status 2)
+//	exit          calls os.Exit(code) after `after`
+//	segfault      writes to a PROT_NONE page after `after`: a real
+//	              SIGSEGV, which the Go runtime reports before exiting 2
+//	hang_on_stop  works, but ignores the host's stop (must be killed)
+//	leak          grows its RSS by leak_mb_per_sec MiB every second
+//	unhealthy     runs, but its health check fails from `after` on
+//
+// start_delay delays the moment the host learns the worker has started, so
+// it exercises the host's start timeout.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vigil-run/vigil/sdk"
+)
+
+func main() {
+	if err := sdk.Serve(&worker{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	Mode         string       `json:"mode"`
+	After        sdk.Duration `json:"after"`
+	Code         int          `json:"code"`
+	StartDelay   sdk.Duration `json:"start_delay"`
+	LeakMBPerSec int          `json:"leak_mb_per_sec"`
+	LeakMaxMB    int          `json:"leak_max_mb"`
+}
+
+var modes = map[string]bool{
+	"run": true, "ok_exit": true, "fail": true, "fail_start": true, "panic": true, "exit": true,
+	"segfault": true, "hang_on_stop": true, "leak": true, "unhealthy": true,
+}
+
+type worker struct {
+	cfg       config
+	unhealthy atomic.Bool
+}
+
+// Init decodes the config and applies start_delay and fail_start.
+func (w *worker) Init(ctx context.Context, rt *sdk.Runtime) error {
+	w.cfg = config{Mode: "run", After: sdk.Duration(time.Second), Code: 3, LeakMBPerSec: 50, LeakMaxMB: 1024}
+	if err := rt.DecodeConfig(&w.cfg); err != nil {
+		return err
+	}
+	if !modes[w.cfg.Mode] {
+		return fmt.Errorf("%w: flaky: unknown mode %q", sdk.ErrInvalidSpec, w.cfg.Mode)
+	}
+	rt.Logger().Info("flaky starting", "mode", w.cfg.Mode, "after", w.cfg.After.String(), "start_delay", w.cfg.StartDelay.String())
+	if err := sleep(ctx, time.Duration(w.cfg.StartDelay)); err != nil {
+		return err
+	}
+	if w.cfg.Mode == "fail_start" {
+		return errors.New("flaky: failing the start as configured")
+	}
+	return nil
+}
+
+// Run misbehaves as configured.
+func (w *worker) Run(ctx context.Context, rt *sdk.Runtime) error {
+	log := rt.Logger()
+	cfg := w.cfg
+	switch cfg.Mode {
+	case "run":
+		<-ctx.Done()
+		return nil
+	case "hang_on_stop":
+		<-ctx.Done()
+		log.Warn("asked to stop; ignoring it as configured")
+		select {}
+	case "leak":
+		return leak(ctx, rt, cfg)
+	case "unhealthy":
+		if sleep(ctx, time.Duration(cfg.After)) != nil {
+			return nil
+		}
+		log.Warn("becoming unhealthy as configured")
+		w.unhealthy.Store(true)
+		<-ctx.Done()
+		return nil
+	}
+
+	// The rest misbehave once, after cfg.After.
+	if sleep(ctx, time.Duration(cfg.After)) != nil {
+		return nil
+	}
+	switch cfg.Mode {
+	case "ok_exit":
+		log.Info("returning nil as configured")
+		return nil
+	case "fail":
+		return fmt.Errorf("flaky: failing after %v as configured", cfg.After)
+	case "panic":
+		panic(fmt.Sprintf("flaky: panicking after %v as configured", cfg.After))
+	case "exit":
+		log.Warn("calling os.Exit as configured", "code", cfg.Code)
+		os.Exit(cfg.Code)
+	case "segfault":
+		log.Warn("writing to a protected page as configured")
+		page, err := syscall.Mmap(-1, 0, os.Getpagesize(), syscall.PROT_NONE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		if err != nil {
+			return fmt.Errorf("flaky: mmap: %w", err)
+		}
+		page[0] = 1 // SIGSEGV: a fault the Go runtime cannot turn into a panic
+	}
+	return fmt.Errorf("flaky: mode %q fell through", cfg.Mode)
+}
+
+// HealthCheck fails once mode "unhealthy" has turned unhealthy.
+func (w *worker) HealthCheck(context.Context) error {
+	if w.unhealthy.Load() {
+		return fmt.Errorf("flaky: unhealthy as configured: %w", sdk.ErrHealthCheckFailed)
+	}
+	return nil
+}
+
+// sink keeps leaked memory reachable.
+var sink [][]byte
+
+// leak allocates and touches cfg.LeakMBPerSec MiB per second, in ten steps
+// per second, up to cfg.LeakMaxMB, until ctx is done.
+func leak(ctx context.Context, rt *sdk.Runtime, cfg config) error {
+	const steps = 10
+	chunk := cfg.LeakMBPerSec << 20 / steps
+	if chunk <= 0 {
+		return fmt.Errorf("%w: flaky: leak_mb_per_sec must be positive", sdk.ErrInvalidSpec)
+	}
+	t := time.NewTicker(time.Second / steps)
+	defer t.Stop()
+	total := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if total+chunk > cfg.LeakMaxMB<<20 {
+			continue
+		}
+		b := make([]byte, chunk)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1 // touch every page so it counts in RSS
+		}
+		sink = append(sink, b)
+		total += chunk
+		if total%(64<<20) < chunk {
+			rt.Logger().Info("leaking", "total_mb", total>>20)
+		}
+	}
+}
+
+// sleep waits d or until ctx is done (then it returns ctx.Err()).
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
