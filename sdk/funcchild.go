@@ -62,12 +62,19 @@ func (f funcChild) Start(ctx context.Context) (Incarnation, error) {
 }
 
 func runRecovered(ctx context.Context, f func(context.Context) error) (err error) {
+	returned := false
 	defer func() {
 		if v := recover(); v != nil {
 			err = &PanicError{Value: v, Stack: debug.Stack()}
+		} else if !returned {
+			// runtime.Goexit (t.FailNow, log.Fatal-like helpers) is no
+			// normal exit.
+			err = errors.New("vigil: worker goroutine exited via runtime.Goexit")
 		}
 	}()
-	return f(ctx)
+	err = f(ctx)
+	returned = true
+	return err
 }
 
 // funcIncarnation is one goroutine run of a funcChild.

@@ -12,12 +12,13 @@ type intensity struct {
 }
 
 // add records a restart at now and reports whether the limit is exceeded,
-// that is whether more than max restarts happened within (now−period, now].
+// that is whether more than max restarts happened within [now−period, now]
+// (OTP keeps a restart exactly period old).
 // Times must not go backwards. It is O(1) amortised and keeps at most max+1
 // times.
 func (in *intensity) add(now time.Time) (exceeded bool) {
 	drop := 0
-	for drop < len(in.times) && now.Sub(in.times[drop]) >= in.period {
+	for drop < len(in.times) && now.Sub(in.times[drop]) > in.period {
 		drop++
 	}
 	if keep := in.max + 1; len(in.times)-drop >= keep {

@@ -91,17 +91,18 @@ type child struct {
 	c       Child
 	backoff Backoff
 
-	inc       Incarnation
-	state     ChildState
-	starts    int
-	restarts  int
-	lastErr   error
-	startedAt time.Time
-	pid       int
-	attempt   int    // backoff attempt within the current series
-	plan      uint64 // restart plan this child waits for (ChildRestarting)
-	pending   bool   // ChildStuck: start again when the old incarnation ends
-	health    context.CancelFunc
+	inc         Incarnation
+	state       ChildState
+	starts      int
+	restarts    int
+	lastErr     error
+	startedAt   time.Time
+	pid         int
+	attempt     int    // backoff attempt within the current series
+	startFailed bool   // the last Start failed: the backoff series goes on
+	plan        uint64 // restart plan this child waits for (ChildRestarting)
+	pending     bool   // ChildStuck: start again when the old incarnation ends
+	health      context.CancelFunc
 }
 
 // Supervisor runs children and restarts them following OTP's rules: a
@@ -681,7 +682,7 @@ func (s *Supervisor) startChild(r *run, c *child, ctx context.Context) error {
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: child %q: %w", ErrStartFailed, c.spec.ID, err)
-		s.set(c, func(c *child) { c.state, c.plan = ChildStopped, 0 })
+		s.set(c, func(c *child) { c.state, c.plan, c.startFailed = ChildStopped, 0, true })
 		s.emit(c, Event{Kind: EventChildStartFailed, Err: err})
 		return err
 	}
@@ -692,7 +693,7 @@ func (s *Supervisor) startChild(r *run, c *child, ctx context.Context) error {
 	now := s.clock.Now()
 	s.mu.Lock()
 	c.inc, c.state, c.plan, c.pending = inc, ChildRunning, 0, false
-	c.startedAt, c.pid = now, pid
+	c.startedAt, c.pid, c.startFailed = now, pid, false
 	c.starts++
 	monitoring := s.monitoring
 	s.mu.Unlock()
@@ -733,24 +734,29 @@ func (s *Supervisor) stopChild(c *child, deadline time.Time) error {
 	err := inc.Stop(ctx)
 	cancel()
 	if err != nil {
-		select {
-		case <-inc.Done():
-			err = nil // it ended after all
-		default:
-		}
-	}
-	if err != nil {
 		if !errors.Is(err, ErrShutdownTimeout) {
 			err = fmt.Errorf("%w: %w", ErrShutdownTimeout, err)
 		}
 		err = fmt.Errorf("child %q: %w", c.spec.ID, err)
-		s.set(c, func(c *child) { c.state = ChildStuck })
+	}
+	select {
+	case <-inc.Done():
+		// Stopped — perhaps only by force (a process killed after its
+		// timeout, a nested supervisor whose own children timed out): the
+		// child is gone, but the timeout is still reported.
+		s.set(c, func(c *child) { c.inc, c.state = nil, ChildStopped })
 		s.emit(c, Event{Kind: EventChildStopped, Err: err})
 		return err
+	default:
 	}
-	s.set(c, func(c *child) { c.inc, c.state = nil, ChildStopped })
-	s.emit(c, Event{Kind: EventChildStopped})
-	return nil
+	if err == nil {
+		// Stop returned nil but the incarnation has not ended: treat it as
+		// still running (Incarnation.Stop broke its contract).
+		err = fmt.Errorf("child %q: %w: stop returned but it still runs", c.spec.ID, ErrShutdownTimeout)
+	}
+	s.set(c, func(c *child) { c.state = ChildStuck })
+	s.emit(c, Event{Kind: EventChildStopped, Err: err})
+	return err
 }
 
 // stopAll stops every child in reverse start order and removes temporary
@@ -760,7 +766,7 @@ func (s *Supervisor) stopAll(deadline time.Time) error {
 	children := slices.Clone(s.children)
 	s.mu.Unlock()
 	var errs []error
-	var stuck []string
+	var stuck []string // children that ran past their shutdown timeout
 	for i := len(children) - 1; i >= 0; i-- {
 		c := children[i]
 		switch c.state {
@@ -784,7 +790,7 @@ func (s *Supervisor) stopAll(deadline time.Time) error {
 		return nil
 	}
 	slices.Reverse(stuck)
-	return fmt.Errorf("supervisor %q: %w: children still running: %s: %w",
+	return fmt.Errorf("supervisor %q: %w: children did not stop in time: %s: %w",
 		s.opts.Name, ErrShutdownTimeout, strings.Join(stuck, ", "), errors.Join(errs...))
 }
 
@@ -823,7 +829,7 @@ func (s *Supervisor) handleHealth(r *run, m healthMsg) error {
 	if c.inc != m.inc || c.state != ChildRunning {
 		return nil
 	}
-	s.set(c, func(c *child) { c.health = nil })
+	s.stopHealth(c)
 	err := fmt.Errorf("%w: child %q: %w", ErrHealthCheckFailed, c.spec.ID, m.err)
 	s.emit(c, Event{Kind: EventHealthCheckFailed, Err: err})
 	_ = s.stopChild(c, time.Time{}) // if stuck, it restarts when it ends
@@ -849,8 +855,10 @@ func (s *Supervisor) failed(r *run, c *child, err error) error {
 		}
 		return gerr
 	}
-	// Backoff: a long enough run starts a new series.
-	if !c.startedAt.IsZero() && now.Sub(c.startedAt) >= c.backoff.ResetAfter {
+	// Backoff: a long enough run starts a new series. A failed start is no
+	// run at all: it keeps the series going, so a worker that cannot start
+	// is retried ever more slowly.
+	if !c.startFailed && !c.startedAt.IsZero() && now.Sub(c.startedAt) >= c.backoff.ResetAfter {
 		c.attempt = 0
 	}
 	delay := c.backoff.Delay(c.attempt)

@@ -1018,13 +1018,14 @@ func TestIntensityWindowSlides(t *testing.T) {
 		restarts []time.Time
 		exceeded int // index of the first restart that exceeds, -1 for none
 	}{
-		"zero intensity gives up at once":        {0, at(0), 0},
-		"N within the window are tolerated":      {3, at(0, 1, 2), -1},
-		"N+1 within the window give up":          {3, at(0, 1, 2, 3), 3},
-		"a restart leaves the window at period":  {2, at(0, 5, 10), -1},
-		"spaced restarts never give up":          {1, at(0, 10, 20, 30, 40), -1},
-		"a burst after a quiet spell gives up":   {2, at(0, 30, 31, 32), 3},
-		"the window slides instead of resetting": {2, at(0, 6, 12, 13), 3},
+		"zero intensity gives up at once":                       {0, at(0), 0},
+		"N within the window are tolerated":                     {3, at(0, 1, 2), -1},
+		"N+1 within the window give up":                         {3, at(0, 1, 2, 3), 3},
+		"a restart leaves the window after period":              {2, at(0, 5, 10.5), -1},
+		"a restart exactly period old still counts (as in OTP)": {2, at(0, 5, 10), 2},
+		"spaced restarts never give up":                         {1, at(0, 11, 22, 33, 44), -1},
+		"a burst after a quiet spell gives up":                  {2, at(0, 30, 31, 32), 3},
+		"the window slides instead of resetting":                {2, at(0, 6, 12, 13), 3},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

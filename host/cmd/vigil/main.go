@@ -4,9 +4,10 @@
 //	vigil run [config.hcl]      run the app (default ./config.hcl) until Ctrl-C
 //	vigil validate config.hcl   check the file; print OK or every problem
 //
-// Ctrl-C or SIGTERM stops the tree gracefully in reverse start order, each
-// worker within its shutdown_timeout (Stop RPC, then SIGTERM, then SIGKILL
-// of its process group); a second Ctrl-C kills every worker at once.
+// Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stops the tree gracefully
+// in reverse start order, each worker within its shutdown_timeout (Stop RPC,
+// then SIGTERM, then SIGKILL of its process group); a second Ctrl-C kills
+// every worker at once.
 //
 // Exit status: 0 after a clean stop (or a valid config); 1 for an invalid
 // config, a worker that could not be started or any other error; 2 when the
@@ -122,7 +123,7 @@ func runApp(path string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	served := make(chan struct{})
 	go func() {
