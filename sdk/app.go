@@ -55,6 +55,7 @@ type App struct {
 type appWorker struct {
 	id, pool string // pool is "" for a single worker
 	fn       func(ctx context.Context) error
+	health   func(ctx context.Context) error // nil: not health-checked
 }
 
 type inboxKey struct{}
@@ -94,6 +95,24 @@ func (a *App) WorkerPool(prefix string, fn func(ctx context.Context) error, n in
 	}
 	for i := range n {
 		a.add(appWorker{id: fmt.Sprintf("%s_%d", prefix, i), pool: prefix, fn: fn})
+	}
+	return a
+}
+
+// HealthCheck attaches a health check to the worker named name, or to every
+// member of the pool named name. The supervisor calls check at the
+// preset's HealthCheckInterval (with that interval as its timeout) once the
+// app has started; an error restarts the worker like a failure. An unknown
+// name is reported by Build as an error wrapping [ErrChildNotFound].
+func (a *App) HealthCheck(name string, check func(ctx context.Context) error) *App {
+	found := false
+	for i := range a.workers {
+		if w := &a.workers[i]; w.id == name || w.pool == name {
+			w.health, found = check, true
+		}
+	}
+	if !found {
+		a.errs = append(a.errs, fmt.Errorf("%w: health check for %q: no such worker or pool (add it first)", ErrChildNotFound, name))
 	}
 	return a
 }
@@ -185,7 +204,7 @@ func (a *App) Build() error {
 			errs = append(errs, fmt.Errorf("%w: worker %q has no function", ErrInvalidSpec, w.id))
 			continue
 		}
-		err := sup.AddChild(ChildSpec{ID: w.id, Start: func(ctx context.Context) error {
+		err := sup.AddChild(ChildSpec{ID: w.id, HealthCheck: w.health, Start: func(ctx context.Context) error {
 			return fn(context.WithValue(ctx, inboxKey{}, in))
 		}})
 		if err != nil {

@@ -1,0 +1,40 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+)
+
+func TestAppHealthCheckRestartsAnUnhealthyPoolMember(t *testing.T) {
+	a, rec, _ := newTestApp(t, PresetTesting) // health checks every 100 ms
+	var sick atomic.Bool
+	a.WorkerPool("h", func(ctx context.Context) error { <-ctx.Done(); return nil }, 2).
+		HealthCheck("h", func(context.Context) error {
+			if sick.Load() {
+				return errors.New("sick")
+			}
+			return nil
+		})
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := a.Supervisor().FindChild("h_1"); cs.State != ChildRunning {
+		t.Fatalf("h_1 = %+v", cs)
+	}
+	mark := rec.len()
+	sick.Store(true)
+	evs := rec.waitFor(t, mark, EventHealthCheckFailed, "", 1)
+	if e := evs[len(evs)-1]; !errors.Is(e.Err, ErrHealthCheckFailed) {
+		t.Fatalf("event %v", e)
+	}
+}
+
+func TestAppHealthCheckForAnUnknownWorkerFailsBuild(t *testing.T) {
+	a := NewApp().Worker("w", func(ctx context.Context) error { return nil }).
+		HealthCheck("nope", func(context.Context) error { return nil })
+	if err := a.Build(); !errors.Is(err, ErrChildNotFound) {
+		t.Fatalf("Build = %v, want ErrChildNotFound", err)
+	}
+}
