@@ -10,6 +10,12 @@
 // "vigil.<supervisor>", and each worker under "vigil.<worker id>" (its
 // plugin's own lines under "vigil.<worker id>.<binary>").
 //
+// Every worker ID, and every pool name, also has a host-side mailbox that
+// outlives the worker's incarnations; workers reach theirs over the mailbox
+// bridge (bridge.go: one go-plugin broker stream per incarnation,
+// at-least-once delivery with a credit window), and [Host.Send],
+// [Host.Broadcast], [Host.Call] and [Host.Mailbox] give the host side.
+//
 // Use it as
 //
 //	app, err := config.Load("config.hcl")

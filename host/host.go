@@ -34,6 +34,13 @@ type Options struct {
 	// MemoryCheckInterval overrides how often max_memory is checked
 	// (default and maximum 1 s). For tests.
 	MemoryCheckInterval time.Duration
+	// MailboxWindow is the credit window of the mailbox bridge: at most
+	// this many unacknowledged messages are pushed to one worker
+	// incarnation. Default [DefaultMailboxWindow].
+	MailboxWindow int
+	// PoolWindow is how many messages of its pool's shared mailbox one
+	// pool member may hold unacknowledged. Default [DefaultPoolWindow].
+	PoolWindow int
 }
 
 // Host is a built supervision tree for one app. Build it with [New], run it
@@ -45,6 +52,7 @@ type Host struct {
 	sups    []*sdk.Supervisor
 	workers map[string]*process.Child // by worker ID
 	order   []string                  // worker IDs in start order
+	bridge  *bridge
 	mu      sync.Mutex
 	served  bool
 }
@@ -70,9 +78,10 @@ func New(app *config.App, opts Options) (*Host, error) {
 		}
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: out, Color: hclog.AutoColor})
 	}
-	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}}
+	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	var errs []error
 	for _, w := range app.Workers() {
+		h.bridge.add(w)
 		// The IDs of a pool share one binary: check it once.
 		if err := process.Check(h.workerSpec(w, w.Name, opts)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: worker %q: %w", w.Range, w.Name, err))
@@ -126,6 +135,7 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 			w := n.Worker
 			for _, id := range w.IDs {
 				spec := h.workerSpec(w, id, opts)
+				spec.Mailbox = h.bridge.handlerFor(id)
 				child := process.New(spec, h.logger.Named(id))
 				cs := sdk.ChildSpec{
 					ID: id, Child: child, Restart: w.Restart,

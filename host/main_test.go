@@ -23,7 +23,7 @@ import (
 // Built once by TestMain: the vigil binary and the real plugins.
 var (
 	binDir    string // holds vigil
-	pluginDir string // holds echo, ticker, flaky
+	pluginDir string // holds echo, ticker, flaky, counter, producer
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +46,7 @@ func testMain(m *testing.M) (int, error) {
 		return 1, err
 	}
 	for _, b := range [][]string{
-		{"-o", pluginDir + "/", "../plugins/echo", "../plugins/ticker", "../plugins/flaky"},
+		{"-o", pluginDir + "/", "../plugins/echo", "../plugins/ticker", "../plugins/flaky", "../plugins/counter", "../plugins/producer", "./testdata/rawbench"},
 		{"-o", filepath.Join(binDir, "vigil"), "./cmd/vigil"},
 	} {
 		if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {

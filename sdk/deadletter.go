@@ -97,7 +97,7 @@ func (mb *Mailbox) DeadLetter(m *Message, reason string) (string, error) {
 	if f, ok := mb.inflight[m.id]; ok && f.m == m {
 		delete(mb.inflight, m.id)
 		mb.unclaimLocked(m)
-		mb.size -= m.Size()
+		mb.sizeOut += m.Size()
 	}
 	return mb.deadLetterLocked(m, reason, "", false), nil
 }
@@ -157,15 +157,14 @@ func (mb *Mailbox) Replay(id string) error {
 	if ttl == 0 {
 		ttl = mb.defaultTTL
 	}
+	var d int64
 	if ttl > 0 {
-		m.deadline.Store(mb.now() + ttl)
-		mb.sawDeadline.Store(true)
-	} else {
-		m.deadline.Store(0)
+		d = mb.clock() + ttl
 	}
+	m.deadline.Store(d)
 	m.attempts.Store(0)
-	mb.pushLocked(m, false)
-	mb.size += m.Size()
+	mb.pushLocked(m, d, false)
+	mb.sizeIn += m.Size()
 	mb.st.DeadLettersReplayed++
 	w := mb.recvq.pop()
 	ws := mb.wakeSendersLocked() // a sweep may have made room

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -132,53 +131,68 @@ type MailboxStats struct {
 // receivers are woken only when someone waits, and a receiver that finds
 // the mailbox empty yields the processor a few times before it parks.
 type Mailbox struct {
-	// Configuration and read-mostly state: one cache line that the hot
-	// paths read but never write.
-	capacity    int
-	defaultTTL  int64
-	maxSize     int
-	now         func() int64 // the package clock; tests inject a fake
-	priorities  bool
-	spin        bool // GOMAXPROCS > 1 at creation: spinning before parking can pay off
-	deadLetter  bool
-	sawDeadline atomic.Bool // set once a message with a deadline was accepted; until then receives skip the clock
-	_           [64]byte
+	// The layout keeps apart, one cache line each (TestMailboxLayout
+	// checks that they are): the configuration, read by every operation and written
+	// only by NewMailbox; the state every send and receive writes; the
+	// counters only sends write; those only receives write; and the
+	// read-mostly state. A send or receive then moves one line of mailbox
+	// state between cores (the mutex's).
+	//
+	// The allocator puts an 8-byte header before an object this large,
+	// in a slot whose size (768) is a multiple of 64: 56 bytes here align
+	// what follows.
+	_ [56]byte
 
-	// Hot state, written by every send and receive under mu, packed so
-	// that one operation moves few cache lines between cores.
-	mu sync.Mutex
-	// hint tells a receiver spinning before it parks whether the queue is
-	// still empty, without the lock. It equals n whenever n ≤ 1 (larger
-	// values may be stale but are never 0). Stores are skipped otherwise:
-	// an atomic store is a locked instruction on amd64.
-	hint     atomic.Int32
-	nonEmpty uint8 // bit i set when rings[i] is not empty
+	// Configuration.
+	capacity   int
+	defaultTTL int64
+	maxSize    int
+	now        func() int64 // clock override for tests; nil = the package clock
+	fullErr    error
+	priorities bool
+	deadLetter bool
+	spin       bool // GOMAXPROCS > 1 at creation: yielding before parking can pay off
+	_          [13]byte
+
+	// Everything below is guarded by mu.
+	mu       sync.Mutex
+	n        int                    // queued messages
+	pos      [numPriorities]ringPos // where each priority's queue is in bufs[p]
+	nonEmpty uint8                  // bit p set when ring p is not empty
 	closed   bool
-	n        int // queued messages
-	sent     uint64
+	_        [6]byte
+
+	// Written by sends. TotalSizeBytes is sizeIn - sizeOut.
+	sent   uint64
+	sizeIn int
+	peak   int // PeakUsage
+	_      [40]byte
+
+	// Written by receives (and the rarer operations that release).
 	received uint64
-	size     int // TotalSizeBytes
-	peak     int // PeakUsage
-	// minDeadline is a lower bound of the deadlines of queued messages
-	// (math.MaxInt64 when none may expire): a sweep before it is pointless.
-	minDeadline int64
+	sizeOut  int
+	_        [48]byte
+
+	// Read-mostly: written only when a queue grows or a goroutine parks,
+	// or for rarer kinds of messages.
+	bufs        [numPriorities][]*Message // ring buffers, power-of-two sizes
 	recvq       waitq
 	sendq       waitq
-	rings       [numPriorities]ring
-	_           [64]byte
+	minDeadline int64 // a lower bound of queued deadlines (math.MaxInt64: none); no sweep is due before it
+	// genLike and genShared count the messages in ids with explicit IDs of
+	// the generated form and with generated IDs (see claimLocked).
+	genLike   int
+	genShared int
 
 	// Colder state.
-	ids       idset // explicit-ID messages queued or in flight (see claimLocked)
-	inflight  map[string]flight
-	fetchSeq  uint64
-	free      []*waiter
-	dead      []DeadLetter
-	dlSeq     uint64
-	st        MailboxStats // the other counters; Stats fills in the rest
-	dlCap     int
-	maxAtt    int
-	fullErr   error
-	closedErr error
+	ids      idset // the messages queued or in flight that mb does not own
+	inflight map[string]flight
+	fetchSeq uint64
+	dead     []DeadLetter
+	dlSeq    uint64
+	dlCap    int
+	maxAtt   int
+	st       MailboxStats // the other counters; Stats fills in the rest
 }
 
 // flight is an in-flight message and who fetched it.
@@ -192,7 +206,6 @@ type flight struct {
 // take the defaults documented on [MailboxConfig]).
 func NewMailbox(cfg MailboxConfig) *Mailbox {
 	mb := &Mailbox{
-		now:         clockNow,
 		capacity:    cfg.Capacity,
 		priorities:  !cfg.DisablePriorityQueues,
 		deadLetter:  !cfg.DisableDeadLetter,
@@ -219,16 +232,24 @@ func NewMailbox(cfg MailboxConfig) *Mailbox {
 		mb.maxAtt = DefaultMaxDeliveryAttempts
 	}
 	mb.fullErr = fmt.Errorf("%w (capacity %d)", ErrMailboxFull, mb.capacity)
-	mb.closedErr = ErrInboxClosed
 	return mb
 }
 
+// clock returns the mailbox's clock: the package clock unless a test
+// replaced it.
+func (mb *Mailbox) clock() int64 {
+	if mb.now != nil {
+		return mb.now()
+	}
+	return clockNow()
+}
+
 // spinYields bounds the spin of a receiver that found the mailbox empty
-// before it parks: a few yields of the processor, which let a just-woken
-// partner goroutine run and often make the wait unnecessary (about the cost
-// of one park and wake-up; it halves ping-pong latency). Senders that find
-// the mailbox full do not spin: with several producers that only steals
-// the consumer's processor.
+// before it parks: a few yields of the processor, each followed by a look
+// at the queue, which let a just-woken partner goroutine run and often make
+// the wait unnecessary (a yield costs less than a park and a wake-up; it
+// halves ping-pong latency). Senders that find the mailbox full do not
+// spin: with several producers that only steals the consumer's processor.
 const spinYields = 4
 
 // errTimedOut is an internal result of a receive with a timer.
@@ -250,7 +271,7 @@ func (mb *Mailbox) prio(m *Message) int {
 // [ErrMailboxFull] (Capacity messages are queued; lifecycle-signal messages
 // are accepted anyway) or [ErrDuplicateMessage] (a message with the same ID
 // is queued or in flight). On error nothing was queued.
-func (mb *Mailbox) Send(m *Message) error { return mb.send(context.Background(), false, m) }
+func (mb *Mailbox) Send(m *Message) error { return mb.send(nil, m) }
 
 // SendContext is like [Mailbox.Send] but, when the mailbox is full, blocks
 // until there is room, ctx is done (its error is returned), or the mailbox
@@ -260,14 +281,15 @@ func (mb *Mailbox) SendContext(ctx context.Context, m *Message) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return mb.send(ctx, true, m)
+	return mb.send(ctx, m)
 }
 
-func (mb *Mailbox) send(ctx context.Context, block bool, m *Message) error {
-	if m == nil || m.id == "" {
+// send is Send (ctx == nil: never wait) and SendContext.
+func (mb *Mailbox) send(ctx context.Context, m *Message) error {
+	if m == nil || (!m.generated && m.id == "") {
 		return mb.reject(fmt.Errorf("%w: nil message or empty id", ErrInvalidMessage))
 	}
-	size := m.Size()
+	size := int(m.size)
 	if mb.maxSize > 0 && size > mb.maxSize {
 		return mb.reject(fmt.Errorf("%w: message %s is %d bytes (max %d)", ErrMessageTooLarge, m.id, size, mb.maxSize))
 	}
@@ -275,79 +297,80 @@ func (mb *Mailbox) send(ctx context.Context, block bool, m *Message) error {
 	// messages that can expire.
 	d := m.deadline.Load()
 	stamp := false
-	if d == 0 && mb.defaultTTL > 0 {
-		d, stamp = mb.now()+mb.defaultTTL, true
-	} else if d != 0 && mb.now() >= d {
+	if d == 0 {
+		if mb.defaultTTL > 0 {
+			d, stamp = mb.clock()+mb.defaultTTL, true
+		}
+	} else if mb.clock() >= d {
 		return mb.reject(fmt.Errorf("%w: message %s (ttl %v)", ErrMessageExpired, m.id, m.ttl))
 	}
-	lifecycle := m.signal.IsLifecycle()
 
 	mb.mu.Lock()
-	for {
-		if mb.closed {
-			mb.st.MessagesRejected++
-			mb.mu.Unlock()
-			return fmt.Errorf("%w: message %s not sent", ErrInboxClosed, m.id)
-		}
-		if mb.n < mb.capacity || lifecycle {
-			break
-		}
-		if mb.sweepDueLocked() && mb.n < mb.capacity {
-			break
-		}
-		if !block {
-			mb.st.MessagesRejected++
-			mb.mu.Unlock()
-			return fmt.Errorf("%w: message %s not sent", mb.fullErr, m.id)
-		}
-		if err := ctx.Err(); err != nil {
+	if mb.closed || (mb.n >= mb.capacity && !m.signal.IsLifecycle()) {
+		if err := mb.waitRoomLocked(ctx, m, d); err != nil {
 			mb.st.MessagesRejected++
 			mb.mu.Unlock()
 			return err
 		}
-		w := mb.getWaiterLocked()
+	}
+	if !mb.claimLocked(m) {
+		mb.st.MessagesRejected++
+		mb.mu.Unlock()
+		return fmt.Errorf("%w: id %q is already queued or in flight", ErrDuplicateMessage, m.id)
+	}
+	if stamp && !m.deadline.CompareAndSwap(0, d) {
+		d = m.deadline.Load() // another mailbox stamped it first
+	}
+	mb.sent++
+	mb.sizeIn += size
+	if w := mb.recvq.pop(); w != nil {
+		// A parked receiver means an empty queue: hand m over directly, as
+		// a channel does, sparing the receiver the relock.
+		mb.handLocked(w, m)
+		mb.mu.Unlock()
+		signal(w)
+		return nil
+	}
+	mb.pushLocked(m, d, false)
+	if mb.sendq.len() == 0 {
+		mb.mu.Unlock()
+		return nil
+	}
+	ws := mb.wakeSendersLocked() // a sweep may have made room for more
+	mb.mu.Unlock()
+	signal(ws)
+	return nil
+}
+
+// waitRoomLocked is the slow path of a send that found the mailbox closed
+// or full: it sweeps expired messages and, for SendContext, waits for room.
+// It returns nil when m may be admitted, or the error to return (the caller
+// counts the rejection). Called and returns with mb.mu held.
+func (mb *Mailbox) waitRoomLocked(ctx context.Context, m *Message, d int64) error {
+	lifecycle := m.signal.IsLifecycle()
+	for {
+		if mb.closed {
+			return fmt.Errorf("%w: message %s not sent", ErrInboxClosed, m.id)
+		}
+		if mb.n < mb.capacity || lifecycle {
+			return nil
+		}
+		if mb.sweepDueLocked() && mb.n < mb.capacity {
+			return nil
+		}
+		if ctx == nil {
+			return fmt.Errorf("%w: message %s not sent", mb.fullErr, m.id)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w := getWaiter()
 		mb.waitLocked(&mb.sendq, w, ctx.Done(), nil)
-		mb.putWaiterLocked(w)
-		if d != 0 && mb.now() >= d {
-			mb.st.MessagesRejected++
-			mb.mu.Unlock()
+		putWaiter(w)
+		if d != 0 && mb.clock() >= d {
 			return fmt.Errorf("%w: message %s expired while waiting for room", ErrMessageExpired, m.id)
 		}
 	}
-	wr, err := mb.admitLocked(m, d, stamp, size)
-	ws := mb.wakeSendersLocked() // a sweep may have made room for more
-	mb.mu.Unlock()
-	signal(wr)
-	signal(ws)
-	return err
-}
-
-// admitLocked is the end of a send once there is room: the duplicate check
-// and the push. When a receiver is parked (so the queue is empty) the
-// message is handed to it directly, as a channel does, sparing it the
-// relock and pop; the receiver is returned for signalling after unlock.
-func (mb *Mailbox) admitLocked(m *Message, d int64, stamp bool, size int) (*waiter, error) {
-	if !mb.claimLocked(m) {
-		mb.st.MessagesRejected++
-		return nil, fmt.Errorf("%w: id %q is already queued or in flight", ErrDuplicateMessage, m.id)
-	}
-	if d != 0 {
-		if stamp {
-			m.deadline.CompareAndSwap(0, d)
-		}
-		if !mb.sawDeadline.Load() {
-			mb.sawDeadline.Store(true)
-		}
-	}
-	mb.sent++
-	mb.size += size
-	if w := mb.recvq.pop(); w != nil {
-		mb.deliverLocked(m, w.fetch, w.consumer)
-		w.m = m
-		return w, nil
-	}
-	mb.pushLocked(m, false)
-	return nil, nil
 }
 
 func (mb *Mailbox) reject(err error) error {
@@ -357,18 +380,14 @@ func (mb *Mailbox) reject(err error) error {
 	return err
 }
 
-// pushLocked queues m at the back (or front) of its priority.
-func (mb *Mailbox) pushLocked(m *Message, front bool) {
+// pushLocked queues m, whose deadline is d, at the back (or front) of its
+// priority.
+func (mb *Mailbox) pushLocked(m *Message, d int64, front bool) {
 	p := mb.prio(m)
-	if front {
-		mb.rings[p].pushFront(m)
-	} else {
-		mb.rings[p].push(m)
-	}
+	mb.ringPush(p, m, front)
 	mb.nonEmpty |= 1 << p
 	mb.n++
-	mb.setHintLocked()
-	if d := m.deadline.Load(); d != 0 && d < mb.minDeadline {
+	if d != 0 && d < mb.minDeadline {
 		mb.minDeadline = d
 	}
 	if mb.n > mb.peak {
@@ -376,31 +395,36 @@ func (mb *Mailbox) pushLocked(m *Message, front bool) {
 	}
 }
 
-func (mb *Mailbox) setHintLocked() {
-	if mb.n <= 1 {
-		mb.hint.Store(int32(mb.n))
-	}
-}
-
 // popLocked removes the next deliverable message, moving expired ones to
-// the dead letters. now is a clock reading taken during this call, or 0 to
-// read the clock lazily. It returns nil when the queue is empty.
-func (mb *Mailbox) popLocked(now int64) *Message {
+// the dead letters, and returns it, or nil when the queue is empty. The
+// clock is read at most once, and only for a message that can expire.
+//
+// For a receive (fetch false) it first releases mb's claim on each
+// message it pops, whatever comes next: when mb owns the message, that
+// write is the consumer's first touch of the message's cache line, which
+// then comes over once, writable, instead of readable and then again
+// writable.
+func (mb *Mailbox) popLocked(fetch bool) *Message {
+	var now int64
 	for mb.nonEmpty != 0 {
 		p := bits.TrailingZeros8(mb.nonEmpty)
-		r := &mb.rings[p]
-		m := r.pop()
-		if r.n == 0 {
+		m := mb.ringPop(p)
+		if mb.pos[p].n == 0 {
 			mb.nonEmpty &^= 1 << p
 		}
 		mb.n--
-		mb.setHintLocked()
+		if !fetch {
+			mb.unclaimLocked(m)
+		}
 		if d := m.deadline.Load(); d != 0 {
 			if now == 0 {
-				now = mb.now()
+				now = mb.clock()
 			}
 			if now >= d {
-				mb.expireLocked(m)
+				if fetch {
+					mb.unclaimLocked(m)
+				}
+				mb.deadLetterExpiredLocked(m)
 				continue
 			}
 		}
@@ -413,7 +437,12 @@ func (mb *Mailbox) popLocked(now int64) *Message {
 // flight); the caller already took it out of the queue or the flight map.
 func (mb *Mailbox) expireLocked(m *Message) {
 	mb.unclaimLocked(m)
-	mb.size -= m.Size()
+	mb.deadLetterExpiredLocked(m)
+}
+
+// deadLetterExpiredLocked is expireLocked for a message already unclaimed.
+func (mb *Mailbox) deadLetterExpiredLocked(m *Message) {
+	mb.sizeOut += m.Size()
 	mb.st.MessagesExpired++
 	mb.deadLetterLocked(m, ReasonExpired, "", false)
 }
@@ -424,7 +453,7 @@ func (mb *Mailbox) sweepDueLocked() bool {
 	if mb.minDeadline == math.MaxInt64 {
 		return false
 	}
-	now := mb.now()
+	now := mb.clock()
 	if now < mb.minDeadline {
 		return false
 	}
@@ -436,12 +465,11 @@ func (mb *Mailbox) sweepDueLocked() bool {
 func (mb *Mailbox) sweepLocked(now int64) int {
 	moved := 0
 	mb.minDeadline = math.MaxInt64
-	for p := range mb.rings {
-		r := &mb.rings[p]
-		if r.n == 0 {
+	for p := range mb.pos {
+		if mb.pos[p].n == 0 {
 			continue
 		}
-		moved += r.filter(func(m *Message) bool {
+		moved += mb.ringFilter(p, func(m *Message) bool {
 			d := m.deadline.Load()
 			if d != 0 && now >= d {
 				mb.expireLocked(m)
@@ -452,12 +480,11 @@ func (mb *Mailbox) sweepLocked(now int64) int {
 			}
 			return true
 		})
-		if r.n == 0 {
+		if mb.pos[p].n == 0 {
 			mb.nonEmpty &^= 1 << p
 		}
 	}
 	mb.n -= moved
-	mb.hint.Store(int32(mb.n))
 	return moved
 }
 
@@ -466,20 +493,11 @@ func (mb *Mailbox) sweepLocked(now int64) int {
 // never blocks for long (O(Len)).
 func (mb *Mailbox) SweepExpired() int {
 	mb.mu.Lock()
-	n := mb.sweepLocked(mb.now())
+	n := mb.sweepLocked(mb.clock())
 	w := mb.wakeSendersLocked() // the sweep may have made room
 	mb.mu.Unlock()
 	signal(w)
 	return n
-}
-
-// preNow reads the clock before taking the lock when the mailbox may hold
-// messages with deadlines; otherwise it returns 0 (read lazily if needed).
-func (mb *Mailbox) preNow() int64 {
-	if mb.sawDeadline.Load() {
-		return mb.now()
-	}
-	return 0
 }
 
 // Receive removes and returns the next message without blocking: the
@@ -488,35 +506,28 @@ func (mb *Mailbox) preNow() int64 {
 // nothing is queued, or an error wrapping [ErrInboxClosed] when the mailbox
 // is closed and drained.
 func (mb *Mailbox) Receive() (*Message, error) {
-	now := mb.preNow()
 	mb.mu.Lock()
-	m, pre := mb.takeLocked(now)
+	m := mb.popLocked(false)
 	if m == nil {
 		closed := mb.closed
+		ws := mb.wakeSendersLocked() // expired messages may have made room
 		mb.mu.Unlock()
-		signal(pre)
+		signal(ws)
 		if closed {
-			return nil, mb.closedErr
+			return nil, ErrInboxClosed
 		}
 		return nil, ErrEmptyMailbox
 	}
 	mb.deliverLocked(m, false, "")
-	w := mb.wakeSendersLocked()
-	mb.mu.Unlock()
-	signal(pre)
-	signal(w)
-	return m, nil
-}
-
-// takeLocked pops the next deliverable message. When it finds none only
-// after dropping expired messages, the room they freed goes to parked
-// senders, returned for signalling after unlock.
-func (mb *Mailbox) takeLocked(now int64) (*Message, *waiter) {
-	m := mb.popLocked(now)
-	if m != nil || mb.sendq.len() == 0 {
-		return m, nil
+	if mb.sendq.len() == 0 {
+		mb.mu.Unlock()
+	} else {
+		ws := mb.wakeSendersLocked()
+		mb.mu.Unlock()
+		signal(ws)
 	}
-	return nil, mb.wakeSendersLocked()
+	m.attempts.Add(1)
+	return m, nil
 }
 
 // ReceiveContext is like [Mailbox.Receive] but blocks until a message
@@ -548,27 +559,36 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 		ctx = context.Background()
 	}
 	done := ctx.Done()
-	now := mb.preNow()
-	spun := !mb.spin
+	spins := 0
+	if !mb.spin {
+		spins = spinYields
+	}
 	mb.mu.Lock()
 	for {
-		m, pre := mb.takeLocked(now)
-		if m != nil {
+		if m := mb.popLocked(fetch); m != nil {
 			mb.deliverLocked(m, fetch, consumer)
-			w := mb.wakeSendersLocked()
-			mb.mu.Unlock()
-			signal(pre)
-			signal(w)
+			if mb.sendq.len() == 0 {
+				mb.mu.Unlock()
+			} else {
+				ws := mb.wakeSendersLocked()
+				mb.mu.Unlock()
+				signal(ws)
+			}
+			if !fetch {
+				m.attempts.Add(1)
+			}
 			return m, nil
 		}
-		if pre != nil {
+		if mb.sendq.len() > 0 { // expired messages made room
+			ws := mb.wakeSendersLocked()
 			mb.mu.Unlock()
-			signal(pre)
+			signal(ws)
 			mb.mu.Lock()
+			continue
 		}
 		if mb.closed {
 			mb.mu.Unlock()
-			return nil, mb.closedErr
+			return nil, ErrInboxClosed
 		}
 		if done != nil {
 			if err := ctx.Err(); err != nil {
@@ -576,60 +596,71 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 				return nil, err
 			}
 		}
-		if !spun {
-			// A message often arrives within a wake-up's cost: wait for it
-			// on the spot once before parking.
-			spun = true
+		if spins < spinYields {
+			// A message often arrives within a wake-up's cost: yield and
+			// look again a few times before parking.
+			spins++
 			mb.mu.Unlock()
-			for i := 0; i < spinYields && mb.hint.Load() == 0; i++ {
-				runtime.Gosched()
-			}
-			now = mb.preNow()
+			runtime.Gosched()
 			mb.mu.Lock()
 			continue
 		}
-		w := mb.getWaiterLocked()
+		w := getWaiter()
 		w.fetch, w.consumer = fetch, consumer
 		woken := mb.waitLocked(&mb.recvq, w, done, timeout)
-		handed := w.m
-		mb.putWaiterLocked(w)
-		if handed != nil { // a sender delivered to us directly
-			ws := mb.wakeSendersLocked()
+		if m := w.m; m != nil { // a sender handed it to us
 			mb.mu.Unlock()
-			signal(ws)
-			return handed, nil
-		}
-		if !woken && (done == nil || ctx.Err() == nil) {
-			// The timer fired; take what is there, if anything.
-			m, pre := mb.takeLocked(0)
-			if m != nil {
-				mb.deliverLocked(m, fetch, consumer)
-			}
-			w := mb.wakeSendersLocked()
-			mb.mu.Unlock()
-			signal(pre)
-			signal(w)
-			if m == nil {
-				return nil, errTimedOut
+			putWaiter(w)
+			if !fetch {
+				m.attempts.Add(1)
 			}
 			return m, nil
 		}
-		now = 0 // time passed while waiting: read the clock again
+		putWaiter(w)
+		if !woken && (done == nil || ctx.Err() == nil) {
+			// The timer fired; take what is there, if anything.
+			m := mb.popLocked(fetch)
+			if m != nil {
+				mb.deliverLocked(m, fetch, consumer)
+			}
+			ws := mb.wakeSendersLocked()
+			mb.mu.Unlock()
+			signal(ws)
+			if m == nil {
+				return nil, errTimedOut
+			}
+			if !fetch {
+				m.attempts.Add(1)
+			}
+			return m, nil
+		}
 	}
 }
 
-// deliverLocked hands m out: counts it and either forgets it or records it
-// in flight.
+// deliverLocked hands m out: counts it and either forgets it (its claim
+// is already released) or records it in flight. A fetch counts the
+// delivery attempt here, under the lock, because Nack judges it; a plain
+// receive's caller counts it after unlocking (the message is no longer in
+// this mailbox).
 func (mb *Mailbox) deliverLocked(m *Message, fetch bool, consumer string) {
-	m.attempts.Add(1)
 	mb.received++
 	if fetch {
+		m.attempts.Add(1)
 		mb.fetchSeq++
 		mb.inflight[m.id] = flight{m: m, consumer: consumer, seq: mb.fetchSeq}
 		return
 	}
-	mb.unclaimLocked(m)
-	mb.size -= m.Size()
+	mb.sizeOut += int(m.size)
+}
+
+// handLocked delivers m to the parked receiver w, which the caller popped
+// from recvq and signals after unlocking.
+func (mb *Mailbox) handLocked(w *waiter, m *Message) {
+	if !w.fetch {
+		mb.unclaimLocked(m)
+	}
+	mb.deliverLocked(m, w.fetch, w.consumer)
+	w.m = m
 }
 
 // wakeSendersLocked picks as many parked senders as there is room for and
@@ -658,7 +689,7 @@ func (mb *Mailbox) Ack(id string) error {
 	}
 	delete(mb.inflight, id)
 	mb.unclaimLocked(f.m)
-	mb.size -= f.m.Size()
+	mb.sizeOut += f.m.Size()
 	mb.st.MessagesAcked++
 	return nil
 }
@@ -677,7 +708,7 @@ func (mb *Mailbox) Nack(id, reason string) error {
 		mb.mu.Unlock()
 		return fmt.Errorf("%w: nack of %q", ErrNotInFlight, id)
 	}
-	mb.nackLocked(f, reason, mb.preNowLocked(f.m))
+	mb.nackLocked(f, reason, 0)
 	var w *waiter
 	if mb.n > 0 { // requeued, not dead-lettered
 		w = mb.recvq.pop()
@@ -687,27 +718,26 @@ func (mb *Mailbox) Nack(id, reason string) error {
 	return nil
 }
 
-func (mb *Mailbox) preNowLocked(m *Message) int64 {
-	if m.deadline.Load() != 0 {
-		return mb.now()
-	}
-	return 0
-}
-
+// nackLocked gives back the in-flight message f; now is a clock reading,
+// or 0 to read the clock only if the message can expire.
 func (mb *Mailbox) nackLocked(f flight, reason string, now int64) {
 	m := f.m
 	delete(mb.inflight, m.id)
 	mb.st.MessagesNacked++
+	d := m.deadline.Load()
+	if d != 0 && now == 0 {
+		now = mb.clock()
+	}
 	switch {
 	case mb.maxAtt > 0 && m.Attempts() >= mb.maxAtt:
 		mb.unclaimLocked(m)
-		mb.size -= m.Size()
+		mb.sizeOut += m.Size()
 		mb.st.PoisonMessages++
 		mb.deadLetterLocked(m, ReasonMaxAttempts, reason, true)
-	case now != 0 && m.expiredAt(now):
+	case d != 0 && now >= d:
 		mb.expireLocked(m)
 	default:
-		mb.pushLocked(m, true)
+		mb.pushLocked(m, d, true)
 	}
 }
 
@@ -736,7 +766,7 @@ func (mb *Mailbox) release(match func(flight) bool, reason string) int {
 	// Latest fetched first, so that pushing each to the front leaves them in
 	// fetch order.
 	slices.SortFunc(fs, func(a, b flight) int { return cmp.Compare(b.seq, a.seq) })
-	now := mb.now()
+	now := mb.clock()
 	for _, f := range fs {
 		mb.nackLocked(f, reason, now)
 	}
@@ -770,7 +800,7 @@ func (mb *Mailbox) Stats() MailboxStats {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	s := mb.st
-	s.MessagesSent, s.MessagesReceived, s.TotalSizeBytes, s.PeakUsage = mb.sent, mb.received, mb.size, mb.peak
+	s.MessagesSent, s.MessagesReceived, s.TotalSizeBytes, s.PeakUsage = mb.sent, mb.received, mb.sizeIn-mb.sizeOut, mb.peak
 	s.Len = mb.n
 	s.InFlight = len(mb.inflight)
 	s.DeadLetters = len(mb.dead)
@@ -818,18 +848,17 @@ type waiter struct {
 	consumer string
 }
 
-func (mb *Mailbox) getWaiterLocked() *waiter {
-	if k := len(mb.free); k > 0 {
-		w := mb.free[k-1]
-		mb.free = mb.free[:k-1]
-		return w
-	}
-	return &waiter{ch: make(chan struct{}, 1)}
-}
+// waiters recycles waiters: a goroutine parks on a waiter it owns, so
+// they need no lock of a mailbox.
+var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
 
-func (mb *Mailbox) putWaiterLocked(w *waiter) {
+func getWaiter() *waiter { return waiters.Get().(*waiter) }
+
+// putWaiter recycles w, which must be idle: out of every queue and with
+// no signal on its way (its channel is empty).
+func putWaiter(w *waiter) {
 	*w = waiter{ch: w.ch}
-	mb.free = append(mb.free, w)
+	waiters.Put(w)
 }
 
 // signal wakes w and the waiters chained after it. Call it without mb.mu.
@@ -912,68 +941,67 @@ func (mb *Mailbox) waitLocked(q *waitq, w *waiter, done <-chan struct{}, timeout
 	return true
 }
 
-// ---- per-priority ring buffer ----
+// ---- per-priority ring buffers ----
 
-// ring is a growable FIFO of messages with a power-of-two buffer. It
-// allocates only when it grows.
-type ring struct {
-	buf  []*Message
-	head int
-	n    int
-}
+// ringPos locates priority p's FIFO in mb.bufs[p]: n messages from head.
+type ringPos struct{ head, n uint32 }
 
-func (r *ring) grow() {
-	size := 2 * len(r.buf)
+func (mb *Mailbox) ringGrow(p int) {
+	old, pos := mb.bufs[p], mb.pos[p]
+	size := 2 * len(old)
 	if size == 0 {
 		size = 16
 	}
 	nb := make([]*Message, size)
-	for i := range r.n {
-		nb[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
+	for i := range pos.n {
+		nb[i] = old[(pos.head+i)&uint32(len(old)-1)]
 	}
-	r.buf, r.head = nb, 0
+	mb.bufs[p], mb.pos[p].head = nb, 0
 }
 
-func (r *ring) push(m *Message) {
-	if r.n == len(r.buf) {
-		r.grow()
+// ringPush queues m at the back (or front) of priority p's FIFO. It
+// allocates only when the FIFO grows.
+func (mb *Mailbox) ringPush(p int, m *Message, front bool) {
+	if int(mb.pos[p].n) == len(mb.bufs[p]) {
+		mb.ringGrow(p)
 	}
-	r.buf[(r.head+r.n)&(len(r.buf)-1)] = m
-	r.n++
+	buf, pos := mb.bufs[p], &mb.pos[p]
+	mask := uint32(len(buf) - 1)
+	if front {
+		pos.head = (pos.head - 1) & mask
+		buf[pos.head] = m
+	} else {
+		buf[(pos.head+pos.n)&mask] = m
+	}
+	pos.n++
 }
 
-func (r *ring) pushFront(m *Message) {
-	if r.n == len(r.buf) {
-		r.grow()
-	}
-	r.head = (r.head - 1) & (len(r.buf) - 1)
-	r.buf[r.head] = m
-	r.n++
-}
-
-func (r *ring) pop() *Message {
-	m := r.buf[r.head]
-	r.buf[r.head] = nil
-	r.head = (r.head + 1) & (len(r.buf) - 1)
-	r.n--
+// ringPop removes the front of priority p's FIFO, which is not empty.
+func (mb *Mailbox) ringPop(p int) *Message {
+	buf, pos := mb.bufs[p], &mb.pos[p]
+	m := buf[pos.head]
+	buf[pos.head] = nil
+	pos.head = (pos.head + 1) & uint32(len(buf)-1)
+	pos.n--
 	return m
 }
 
-// filter keeps the messages for which keep is true, in order, and returns
-// how many it removed.
-func (r *ring) filter(keep func(*Message) bool) int {
-	mask := len(r.buf) - 1
-	w := 0
-	for i := range r.n {
-		m := r.buf[(r.head+i)&mask]
-		r.buf[(r.head+i)&mask] = nil
+// ringFilter keeps the messages of priority p for which keep is true, in
+// order, and returns how many it removed.
+func (mb *Mailbox) ringFilter(p int, keep func(*Message) bool) int {
+	buf, pos := mb.bufs[p], &mb.pos[p]
+	mask := uint32(len(buf) - 1)
+	w := uint32(0)
+	for i := range pos.n {
+		m := buf[(pos.head+i)&mask]
+		buf[(pos.head+i)&mask] = nil
 		if keep(m) {
-			r.buf[(r.head+w)&mask] = m
+			buf[(pos.head+w)&mask] = m
 			w++
 		}
 	}
-	removed := r.n - w
-	r.n = w
+	removed := int(pos.n - w)
+	pos.n = w
 	return removed
 }
 
@@ -982,52 +1010,54 @@ func (r *ring) filter(keep func(*Message) bool) int {
 // claimLocked records that mb holds m (queued or in flight) and reports
 // false if mb already holds m or another message with m's ID.
 //
-// Generated IDs are unique per Message, so a message with a generated ID
-// can only collide with itself (a second send of the same pointer) or with
-// a message given the same ID explicitly. The first case is caught by
-// m.owners, which lives in the message's own cache line: the hot path of a
-// generated-ID message touches no shared hash table. Messages with explicit
-// IDs go in mb.ids; an explicit ID of the generated form (a retry reusing
-// an ID) additionally scans the mailbox for the generated original.
+// A generated ID is unique to its Message, so such a message can only
+// collide with itself (sent twice) or with a message given its ID
+// explicitly. The first mailbox to hold it records itself in m.owner,
+// which sits in the cache line a send and a receive read anyway: the hot
+// path of a generated-ID message touches no hash table. Every other
+// message (explicit ID, or generated but already owned by another
+// mailbox) goes in mb.ids, keyed by ID. An explicit ID of the generated
+// form (a retry reusing an ID) is also looked for among the owned
+// messages, by a scan: O(Len + InFlight), only for such IDs.
 func (mb *Mailbox) claimLocked(m *Message) bool {
 	if !m.generated {
 		if !mb.ids.insert(m) {
 			return false
 		}
-		if isGeneratedForm(m.id) && mb.holdsGeneratedLocked(m.id) {
-			mb.ids.remove(m)
-			return false
+		if isGeneratedForm(m.id) {
+			if mb.holdsGeneratedLocked(m.id) {
+				mb.ids.remove(m)
+				return false
+			}
+			mb.genLike++
 		}
 		return true
 	}
-	for i := range m.owners {
-		if m.owners[i].Load() == mb {
-			return false
-		}
-	}
-	if mb.ids.n > 0 && mb.ids.contains(m) {
+	if mb.genLike+mb.genShared > 0 && mb.ids.contains(m) {
 		return false
 	}
-	for i := range m.owners {
-		if m.owners[i].CompareAndSwap(nil, mb) {
-			return true
-		}
+	if m.owner.CompareAndSwap(nil, mb) {
+		return true
 	}
-	// Held by more mailboxes than m has owner slots: record it here.
-	return mb.ids.insert(m)
+	if m.owner.Load() == mb {
+		return false
+	}
+	mb.ids.insert(m) // owned by another mailbox: a broadcast
+	mb.genShared++
+	return true
 }
 
 // unclaimLocked forgets that mb holds m.
 func (mb *Mailbox) unclaimLocked(m *Message) {
-	if m.generated {
-		for i := range m.owners {
-			if m.owners[i].Load() == mb {
-				m.owners[i].Store(nil)
-				return
-			}
-		}
+	if m.owner.CompareAndSwap(mb, nil) {
+		return
 	}
 	mb.ids.remove(m)
+	if m.generated {
+		mb.genShared--
+	} else if isGeneratedForm(m.id) {
+		mb.genLike--
+	}
 }
 
 // isGeneratedForm reports whether id could be an ID generated by this
@@ -1036,16 +1066,16 @@ func isGeneratedForm(id string) bool {
 	return len(id) > len(idPrefix) && id[len(idPrefix)] == '-' && id[:len(idPrefix)] == string(idPrefix[:])
 }
 
-// holdsGeneratedLocked reports whether a message with a generated ID equal
-// to id is queued or in flight. O(Len + InFlight).
+// holdsGeneratedLocked reports whether a message with the generated ID id
+// is queued or in flight.
 func (mb *Mailbox) holdsGeneratedLocked(id string) bool {
 	if f, ok := mb.inflight[id]; ok && f.m.generated {
 		return true
 	}
-	for p := range mb.rings {
-		r := &mb.rings[p]
-		for i := range r.n {
-			if m := r.buf[(r.head+i)&(len(r.buf)-1)]; m.generated && m.id == id {
+	for p, pos := range mb.pos {
+		buf := mb.bufs[p]
+		for i := range pos.n {
+			if m := buf[(pos.head+i)&uint32(len(buf)-1)]; m.generated && m.id == id {
 				return true
 			}
 		}
@@ -1053,10 +1083,12 @@ func (mb *Mailbox) holdsGeneratedLocked(id string) bool {
 	return false
 }
 
-// idset is an open-addressing hash set of messages keyed by ID, using the
-// hash cached in each message (so a send hashes nothing) and linear probing
-// with backward-shift deletion (no tombstones): after warm-up, inserts and
-// removes never allocate. Load factor ≤ 1/2.
+// idset is a set of messages keyed by ID: an open-addressing hash table
+// with linear probing in Robin Hood order (the entries of a probe run
+// sorted by home slot, so a lookup stops early and a removal shifts back
+// only the displaced entries that follow), using the hash cached in each
+// message, so a send hashes nothing and compares strings only on equal
+// hashes. Load factor ≤ 1/2; after warm-up nothing allocates.
 type idset struct {
 	slots []idslot
 	n     int
@@ -1064,7 +1096,7 @@ type idset struct {
 
 type idslot struct {
 	h uint64
-	m *Message
+	m *Message // nil: empty slot
 }
 
 // insert adds m and reports true, or reports false if a message with the
@@ -1074,53 +1106,77 @@ func (s *idset) insert(m *Message) bool {
 		s.resize()
 	}
 	mask := uint64(len(s.slots) - 1)
-	for i := m.hash & mask; ; i = (i + 1) & mask {
+	h := m.hash
+	i, d := h&mask, uint64(0)
+	for ; ; i, d = (i+1)&mask, d+1 {
 		e := &s.slots[i]
 		if e.m == nil {
-			e.h, e.m = m.hash, m
+			e.h, e.m = h, m
 			s.n++
 			return true
 		}
-		if e.h == m.hash && (e.m == m || e.m.id == m.id) {
+		if (i-e.h)&mask < d {
+			break // an entry with m's ID would be before this one: absent
+		}
+		if e.h == h && (e.m == m || e.m.id == m.id) {
 			return false
+		}
+	}
+	// m takes slot i; each displaced entry moves on to the next slot
+	// whose entry is closer to its home.
+	cur := idslot{h: h, m: m}
+	for ; ; i, d = (i+1)&mask, d+1 {
+		e := &s.slots[i]
+		if e.m == nil {
+			*e = cur
+			s.n++
+			return true
+		}
+		if ed := (i - e.h) & mask; ed < d {
+			*e, cur = cur, *e
+			d = ed
+		}
+	}
+}
+
+// find returns the slot of m itself (exact is true) or of another message
+// with m's ID, or -1. h is m.hash.
+func (s *idset) find(h uint64, m *Message, exact bool) int {
+	if s.n == 0 {
+		return -1
+	}
+	mask := uint64(len(s.slots) - 1)
+	for i, d := h&mask, uint64(0); ; i, d = (i+1)&mask, d+1 {
+		e := &s.slots[i]
+		if e.m == nil || (i-e.h)&mask < d {
+			return -1
+		}
+		if e.m == m || (!exact && e.h == h && e.m.id == m.id) {
+			return int(i)
 		}
 	}
 }
 
 // contains reports whether a message with m's ID is in the set.
-func (s *idset) contains(m *Message) bool {
-	if s.n == 0 {
-		return false
-	}
-	mask := uint64(len(s.slots) - 1)
-	for i := m.hash & mask; s.slots[i].m != nil; i = (i + 1) & mask {
-		if e := &s.slots[i]; e.h == m.hash && (e.m == m || e.m.id == m.id) {
-			return true
-		}
-	}
-	return false
-}
+func (s *idset) contains(m *Message) bool { return s.find(m.hash, m, false) >= 0 }
 
-// remove deletes the entry holding exactly m, if any.
+// remove deletes m itself, if present.
 func (s *idset) remove(m *Message) {
-	if s.n == 0 {
+	k := s.find(m.hash, m, true)
+	if k < 0 {
 		return
 	}
 	mask := uint64(len(s.slots) - 1)
-	i := m.hash & mask
-	for ; s.slots[i].m != m; i = (i + 1) & mask {
-		if s.slots[i].m == nil {
-			return
+	i := uint64(k)
+	// Shift the displaced entries that follow back by one.
+	for {
+		j := (i + 1) & mask
+		e := &s.slots[j]
+		if e.m == nil || (j-e.h)&mask == 0 {
+			break
 		}
-	}
-	// Backward-shift deletion: move later entries of the probe run into
-	// the hole when that keeps them reachable from their home slot.
-	for j := (i + 1) & mask; s.slots[j].m != nil; j = (j + 1) & mask {
-		home := s.slots[j].h & mask
-		if (j-home)&mask >= (j-i)&mask {
-			s.slots[i] = s.slots[j]
-			i = j
-		}
+		s.slots[i] = *e
+		i = j
 	}
 	s.slots[i] = idslot{}
 	s.n--

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 )
@@ -914,5 +915,68 @@ func TestMailboxNackWakesAParkedReceiver(t *testing.T) {
 	}
 	if g := <-got; g != m {
 		t.Fatalf("got %v", g)
+	}
+}
+
+// TestMessageOwnershipMovesBetweenMailboxes covers the order cases of the
+// duplicate check for a generated-ID message held by two mailboxes: the
+// first holds it through m.owner, the second through its ID set, and
+// neither accepts it twice however the other releases it.
+func TestMessageOwnershipMovesBetweenMailboxes(t *testing.T) {
+	a, b := NewMailbox(MailboxConfig{}), NewMailbox(MailboxConfig{})
+	m := Msg("shared").MustBuild()
+	mbSend(t, a, m) // a owns m
+	mbSend(t, b, m) // b tracks m in its ID set
+	if got, err := a.Receive(); err != nil || got != m {
+		t.Fatalf("a.Receive: %v %v", got, err)
+	}
+	// a released its ownership; b still holds m.
+	if err := b.Send(m); !errors.Is(err, ErrDuplicateMessage) {
+		t.Fatalf("second send to b after a released m: %v", err)
+	}
+	mbSend(t, a, m) // a may hold it again
+	if err := a.Send(m); !errors.Is(err, ErrDuplicateMessage) {
+		t.Fatalf("second send to a: %v", err)
+	}
+	// An explicit message carrying m's ID collides in both mailboxes.
+	for name, mb := range map[string]*Mailbox{"a": a, "b": b} {
+		if err := mb.Send(mbMsg(t, m.ID(), PriorityNormal, SignalNone)); !errors.Is(err, ErrDuplicateMessage) {
+			t.Errorf("explicit copy of m's id to %s: %v", name, err)
+		}
+	}
+	for _, mb := range []*Mailbox{a, b} {
+		if got := mbDrain(t, mb); len(got) != 1 || got[0] != m.ID() {
+			t.Fatalf("drained %v", got)
+		}
+	}
+	// Released everywhere: both accept it again, and an explicit copy of
+	// its ID blocks the generated original.
+	mbSend(t, b, m)
+	mbSend(t, a, mbMsg(t, m.ID(), PriorityNormal, SignalNone))
+	if err := a.Send(m); !errors.Is(err, ErrDuplicateMessage) {
+		t.Errorf("generated original after an explicit copy: %v", err)
+	}
+	if st := a.Stats(); st.Len != 1 || st.MessagesRejected != 3 {
+		t.Errorf("a stats %+v", st)
+	}
+}
+
+// TestMailboxLayout pins the cache-line layout documented on Mailbox, on
+// real allocations.
+func TestMailboxLayout(t *testing.T) {
+	for range 4 {
+		mb := NewMailbox(MailboxConfig{})
+		for name, p := range map[string]unsafe.Pointer{
+			"capacity": unsafe.Pointer(&mb.capacity), "mu": unsafe.Pointer(&mb.mu),
+			"sent": unsafe.Pointer(&mb.sent), "received": unsafe.Pointer(&mb.received),
+			"bufs": unsafe.Pointer(&mb.bufs),
+		} {
+			if uintptr(p)%64 != 0 {
+				t.Fatalf("mb.%s at %#x is not on a cache line boundary", name, uintptr(p))
+			}
+		}
+		if end := uintptr(unsafe.Pointer(&mb.closed)) + 1; end > uintptr(unsafe.Pointer(&mb.mu))+64 {
+			t.Fatalf("the shared hot state ends beyond mu's cache line")
+		}
 	}
 }

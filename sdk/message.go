@@ -131,26 +131,30 @@ func appendGenID(dst []byte) []byte {
 // A message may be sent to several mailboxes (a broadcast); they then share
 // its deadline and delivery count.
 type Message struct {
-	// Hot fields first: a mailbox's send and receive touch only this
-	// first cache line of the message.
-	deadline  atomic.Int64 // monotonic ns since epoch; 0 = never expires
+	// The first 64 bytes hold all that a mailbox's send and receive touch
+	// (TestMessageLayout checks it): one cache line per message travels
+	// from producer to consumer. The padding at the end makes a Message
+	// 192 bytes, an allocation size class whose objects start on a cache
+	// line boundary.
+	deadline atomic.Int64 // monotonic ns since epoch; 0 = never expires
+	// owner is the mailbox holding the message (queued or in flight), if
+	// the first to claim it; see Mailbox.claimLocked.
+	owner     atomic.Pointer[Mailbox]
+	hash      uint64 // maphash of id, for the mailboxes' ID sets
+	size      int32  // Size, kept up to date by init and the setters
 	attempts  atomic.Int32
-	size      int32 // Size, kept up to date by init and the setters
 	priority  Priority
 	signal    Signal
-	generated bool // id came from the generator: unique per Message
-	// owners are the mailboxes holding the message (queued or in flight),
-	// for duplicate detection without a shared table; see claimLocked.
-	owners [2]atomic.Pointer[Mailbox]
-	id     string
+	generated bool // id came from the generator: unique to this Message
+	payload   []byte
 
+	id            string
 	sender        string
-	payload       []byte
 	correlationID string
 	replyTo       string
 	ttl           time.Duration
-	hash          uint64            // maphash of id, computed once, for explicit-ID duplicate detection
 	idBuf         [maxGenIDLen]byte // backing store of a generated id: one allocation per message
+	_             [31]byte
 }
 
 // NewMessage returns a message with the given ID (which must not be empty),

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestMsgBuilderDefaults(t *testing.T) {
@@ -186,5 +187,18 @@ func TestPackageClockLagsTheMonotonicClockByAtMostItsResolution(t *testing.T) {
 	}
 	if c, m := clockNow(), monoNow(); c > m {
 		t.Errorf("package clock %d ahead of the monotonic clock %d", c, m)
+	}
+}
+
+// TestMessageLayout pins the layout documented on Message: what a
+// mailbox's send and receive touch fits in the first 64 bytes of a
+// 192-byte (cache-line aligned) object.
+func TestMessageLayout(t *testing.T) {
+	var m Message
+	if size := unsafe.Sizeof(m); size != 192 {
+		t.Errorf("Message is %d bytes, want 192", size)
+	}
+	if end := unsafe.Offsetof(m.payload) + unsafe.Sizeof(m.payload); end > 64 {
+		t.Errorf("hot fields end at byte %d, want ≤ 64", end)
 	}
 }

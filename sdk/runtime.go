@@ -22,8 +22,9 @@ type Runtime struct {
 	config      []byte
 	logger      hclog.Logger
 
-	// The mailbox half (the worker's inbox and Send/Call to other workers
-	// through the host) is added here by the mailbox-bridge issue.
+	// remote is the mailbox half: the worker's inbox and Send/Call to
+	// other workers through the host (remote.go).
+	remote *remote
 }
 
 // ID returns the worker's ID: its name in the app definition, with "_N"

@@ -102,6 +102,7 @@ func newRuntime(req protocol.RunRequest, base hclog.Logger) *Runtime {
 		incarnation: req.Incarnation,
 		config:      req.Config,
 		logger:      base.Named(req.WorkerID),
+		remote:      newRemote(req.WorkerID, req.MailboxConn),
 	}
 }
 
@@ -115,6 +116,10 @@ func (s *workerServer) Run(ctx context.Context, req protocol.RunRequest, ready f
 			panic(&PanicError{Value: v, Stack: debug.Stack()})
 		}
 	}()
+	// Flush the last acks and close the mailbox stream once Run returned
+	// (after a failure the last message is left to the host to redeliver).
+	clean := false // Run returned nil: no panic, no error
+	defer func() { rt.remote.close(clean) }()
 	if in, ok := s.w.(Initializer); ok {
 		if err := in.Init(ctx, rt); err != nil {
 			return fmt.Errorf("init: %w", err)
@@ -123,8 +128,9 @@ func (s *workerServer) Run(ctx context.Context, req protocol.RunRequest, ready f
 	ready()
 	err = s.w.Run(ctx, rt)
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil
+		err = nil
 	}
+	clean = err == nil
 	return err
 }
 

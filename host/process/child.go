@@ -181,7 +181,11 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 			ch <- result{err: fmt.Errorf("plugin %s: dispensed %T, not a Vigil worker", s.Path, raw)}
 			return
 		}
-		run, err := pc.Run(startCtx, protocol.RunRequest{WorkerID: s.ID, Incarnation: n, Config: s.Config})
+		req := protocol.RunRequest{WorkerID: s.ID, Incarnation: n, Config: s.Config}
+		if s.Mailbox != nil {
+			req.Mailbox = s.Mailbox(n)
+		}
+		run, err := pc.Run(startCtx, req)
 		if err != nil {
 			err = fmt.Errorf("plugin %s: worker did not start: %w", s.Path, err)
 		}

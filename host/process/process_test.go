@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -282,6 +283,16 @@ func TestStopOfAFrozenWorkerEndsInSIGKILL(t *testing.T) {
 	if err := syscall.Kill(i.PID(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// kill(2) only queues the signal: wait until the kernel reports the
+	// process stopped (state T), or a busy machine can let it answer the
+	// Stop RPC first.
+	deadline := time.Now().Add(5 * time.Second)
+	for procState(t, i.PID()) != 'T' {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not stopped after SIGSTOP", i.PID())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	err := i.Stop(ctx)
@@ -292,4 +303,19 @@ func TestStopOfAFrozenWorkerEndsInSIGKILL(t *testing.T) {
 	if !errors.As(i.Err(), &ee) || ee.Signal != syscall.SIGKILL {
 		t.Errorf("Err = %v, want death by SIGKILL", i.Err())
 	}
+}
+
+// procState returns the one-letter state of pid from /proc/pid/stat.
+func procState(t *testing.T, pid int) byte {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		t.Fatalf("unexpected /proc/%d/stat: %q", pid, b)
+	}
+	return b[i+2]
 }

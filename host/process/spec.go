@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
 // Spec describes one process worker. The zero value of every optional field
@@ -51,6 +52,10 @@ type Spec struct {
 	// do not implement [sdk.HealthChecker], so a monitoring supervisor does
 	// not check them.
 	HealthCheckFailures int
+	// Mailbox, when set, returns the handler of the mailbox stream of
+	// incarnation n (see [protocol.RunRequest.Mailbox]): the host serves
+	// it to the plugin through the go-plugin broker. nil: no mailbox.
+	Mailbox func(n uint64) protocol.MailboxHandler
 	// TempDir is where per-incarnation socket directories are created.
 	// Default os.TempDir(). At most 50 bytes long (unix socket paths are
 	// limited to 107 bytes), else Start fails with [ErrBadTempDir].

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/vigil-run/vigil/sdk/protocol/internal/pb"
@@ -22,8 +23,14 @@ type RunRequest struct {
 	// empty is sent as "{}".
 	Config []byte
 
-	// Room for the mailbox bridge (issue 5): the broker ID of the
-	// host-side mailbox service.
+	// Mailbox, on the host side, serves the incarnation's mailbox stream:
+	// [Client.Run] serves it on a fresh go-plugin broker ID and passes the
+	// ID to the plugin. nil offers no mailbox.
+	Mailbox MailboxHandler
+	// MailboxConn, on the plugin side, is the connection to the host's
+	// mailbox service (dialled once when the run starts); nil when the
+	// host offers none.
+	MailboxConn *MailboxConn
 }
 
 // Client is the host's handle on one plugin process, i.e. one incarnation
@@ -31,7 +38,8 @@ type RunRequest struct {
 // assertion to *Client. It is safe for concurrent use. A plugin process
 // runs its worker once: call [Client.Run] once per Client.
 type Client struct {
-	rpc pb.WorkerClient
+	rpc    pb.WorkerClient
+	broker *plugin.GRPCBroker
 	// exited is go-plugin's context: done once the plugin process exited.
 	exited context.Context
 
@@ -39,8 +47,8 @@ type Client struct {
 	run *Run
 }
 
-func newClient(exited context.Context, conn *grpc.ClientConn) *Client {
-	return &Client{rpc: pb.NewWorkerClient(conn), exited: exited}
+func newClient(exited context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) *Client {
+	return &Client{rpc: pb.NewWorkerClient(conn), broker: broker, exited: exited}
 }
 
 // Run is one run of the worker in a plugin process, as the host sees it.
@@ -109,10 +117,15 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*Run, error) {
 	if len(config) == 0 {
 		config = []byte("{}")
 	}
+	var mailboxID uint32
+	if req.Mailbox != nil && c.broker != nil {
+		mailboxID = serveMailbox(c.broker, req.Mailbox)
+	}
 	stream, err := c.rpc.Run(streamCtx, &pb.RunRequest{
-		WorkerId:    req.WorkerID,
-		Incarnation: req.Incarnation,
-		Config:      config,
+		WorkerId:        req.WorkerID,
+		Incarnation:     req.Incarnation,
+		Config:          config,
+		MailboxBrokerId: mailboxID,
 	}, callOptions()...)
 	if err != nil {
 		err = c.mapErr(err)

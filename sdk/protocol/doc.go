@@ -53,6 +53,18 @@
 // [ExitError] for an error, [ExitPanic] for a panic. It also exits on its
 // own when the host goes away (connection closed, or parent process gone).
 //
+// # Mailbox stream
+//
+// When [RunRequest.Mailbox] is set, [Client.Run] serves the host's Mailbox
+// service on a fresh go-plugin broker ID (gRPC limits raised to
+// [MaxMessageSize]) and passes the ID in the Run request; the plugin side
+// dials it once, at once, and hands the worker a [MailboxConn] in its
+// RunRequest. [MailboxConn.Open] opens the incarnation's one bidirectional
+// stream: [Down] frames (deliveries, replies, send and stats results) from
+// the host, [Up] frames (acks, nacks, sends, stats requests, the credit
+// grant) from the plugin. Send results carry sentinel codes, so errors.Is
+// works on them too.
+//
 // # Errors across the wire
 //
 // Sentinel errors are registered on both sides with [RegisterSentinels]

@@ -128,18 +128,19 @@ var _ plugin.GRPCPlugin = (*WorkerPlugin)(nil)
 
 // GRPCServer registers the worker service on s. It is called by go-plugin
 // inside [Serve] and fails when the plugin was not built by Serve.
-func (p *WorkerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *WorkerPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.server == nil {
 		return errors.New("vigil: protocol: WorkerPlugin served without protocol.Serve")
 	}
+	p.server.setBroker(broker)
 	pb.RegisterWorkerServer(s, p.server)
 	return nil
 }
 
 // GRPCClient returns the host's [*Client] for the plugin process behind
 // conn. ctx is go-plugin's: it is done when the plugin process has exited.
-// (The broker will carry the host-side mailbox service in the mailbox
-// bridge.)
-func (p *WorkerPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return newClient(ctx, conn), nil
+// The broker carries the host-side mailbox service of each run (see
+// [RunRequest.Mailbox]).
+func (p *WorkerPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return newClient(ctx, broker, conn), nil
 }

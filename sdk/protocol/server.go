@@ -148,6 +148,7 @@ type server struct {
 	runDone   chan struct{} // closed when impl.Run returned; code is set before
 
 	mu       sync.Mutex
+	broker   *plugin.GRPCBroker
 	started  bool
 	grpc     *grpc.Server
 	stopping bool // stopServing was called
@@ -242,8 +243,33 @@ func (s *server) Run(req *pb.RunRequest, stream pb.Worker_RunServer) error {
 	return nil
 }
 
+func (s *server) setBroker(b *plugin.GRPCBroker) {
+	s.mu.Lock()
+	s.broker = b
+	s.mu.Unlock()
+}
+
+// dialMailbox dials the host's mailbox service once, at once (a broker ID
+// serves one Dial, and only within 5 s of the host's Accept).
+func (s *server) dialMailbox(id uint32) *MailboxConn {
+	s.mu.Lock()
+	b := s.broker
+	s.mu.Unlock()
+	if id == 0 || b == nil {
+		return nil
+	}
+	conn, err := b.DialWithOptions(id, DialOptions()...)
+	if err != nil {
+		s.logger.Error("cannot dial the host's mailbox service; the worker runs without a mailbox", "error", err)
+		return nil
+	}
+	return &MailboxConn{conn: conn}
+}
+
 // call runs impl.Run, recovering a panic only to report it.
 func (s *server) call(req *pb.RunRequest, ready func()) (panicked bool, err error) {
+	mc := s.dialMailbox(req.GetMailboxBrokerId())
+	defer mc.close()
 	defer func() {
 		if v := recover(); v != nil {
 			s.logger.Error("worker panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -259,6 +285,7 @@ func (s *server) call(req *pb.RunRequest, ready func()) (panicked bool, err erro
 		WorkerID:    req.GetWorkerId(),
 		Incarnation: req.GetIncarnation(),
 		Config:      req.GetConfig(),
+		MailboxConn: mc,
 	}, ready)
 }
 

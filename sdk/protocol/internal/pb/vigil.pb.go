@@ -81,6 +81,55 @@ func (RunEvent_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_vigil_proto_rawDescGZIP(), []int{1, 0}
 }
 
+type SendRequest_Kind int32
+
+const (
+	SendRequest_KIND_SEND      SendRequest_Kind = 0
+	SendRequest_KIND_REPLY     SendRequest_Kind = 1
+	SendRequest_KIND_BROADCAST SendRequest_Kind = 2
+)
+
+// Enum value maps for SendRequest_Kind.
+var (
+	SendRequest_Kind_name = map[int32]string{
+		0: "KIND_SEND",
+		1: "KIND_REPLY",
+		2: "KIND_BROADCAST",
+	}
+	SendRequest_Kind_value = map[string]int32{
+		"KIND_SEND":      0,
+		"KIND_REPLY":     1,
+		"KIND_BROADCAST": 2,
+	}
+)
+
+func (x SendRequest_Kind) Enum() *SendRequest_Kind {
+	p := new(SendRequest_Kind)
+	*p = x
+	return p
+}
+
+func (x SendRequest_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SendRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_vigil_proto_enumTypes[1].Descriptor()
+}
+
+func (SendRequest_Kind) Type() protoreflect.EnumType {
+	return &file_vigil_proto_enumTypes[1]
+}
+
+func (x SendRequest_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SendRequest_Kind.Descriptor instead.
+func (SendRequest_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{15, 0}
+}
+
 type RunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The worker's ID, e.g. "echo" or "handlers_2".
@@ -88,9 +137,13 @@ type RunRequest struct {
 	// The incarnation number: 1, 2, … per worker ID.
 	Incarnation uint64 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// JSON object of the worker's config block ("{}" if none).
-	Config        []byte `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Config []byte `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// The go-plugin broker ID of the host-side Mailbox service for this
+	// run; 0 when the host offers none. The plugin dials it once, at once
+	// (a broker ID serves one Dial, within 5 s).
+	MailboxBrokerId uint32 `protobuf:"varint,4,opt,name=mailbox_broker_id,json=mailboxBrokerId,proto3" json:"mailbox_broker_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
@@ -142,6 +195,13 @@ func (x *RunRequest) GetConfig() []byte {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *RunRequest) GetMailboxBrokerId() uint32 {
+	if x != nil {
+		return x.MailboxBrokerId
+	}
+	return 0
 }
 
 type RunEvent struct {
@@ -469,16 +529,716 @@ func (x *ErrorDetail) GetSentinels() []string {
 	return nil
 }
 
+// Envelope is a message on the wire.
+type Envelope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Sender        string                 `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	CorrelationId string                 `protobuf:"bytes,4,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	ReplyTo       string                 `protobuf:"bytes,5,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	Priority      int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	Signal        int32                  `protobuf:"varint,7,opt,name=signal,proto3" json:"signal,omitempty"`
+	// The TTL the message was created with, in nanoseconds (0 = none).
+	TtlNanos int64 `protobuf:"varint,8,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	// Time left before the message expires, in nanoseconds, measured by the
+	// sender of the frame (0 = never expires).
+	RemainingNanos int64 `protobuf:"varint,9,opt,name=remaining_nanos,json=remainingNanos,proto3" json:"remaining_nanos,omitempty"`
+	// Deliveries so far, this one included (host to plugin only).
+	Attempts      int32 `protobuf:"varint,10,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Envelope) Reset() {
+	*x = Envelope{}
+	mi := &file_vigil_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Envelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Envelope) ProtoMessage() {}
+
+func (x *Envelope) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
+func (*Envelope) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Envelope) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Envelope) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Envelope) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Envelope) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Envelope) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
+}
+
+func (x *Envelope) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Envelope) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *Envelope) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+func (x *Envelope) GetRemainingNanos() int64 {
+	if x != nil {
+		return x.RemainingNanos
+	}
+	return 0
+}
+
+func (x *Envelope) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// Delivery is one message pushed to the plugin.
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tag identifies the delivery within the stream, for ack and nack; 0 for
+	// replies, which need no acknowledgement.
+	Tag uint64 `protobuf:"varint,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	// True for a reply to a call of this incarnation (routed around the
+	// mailbox and the credit window).
+	Reply bool `protobuf:"varint,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	// The message's fields, flattened (one allocation less per message than
+	// a nested Envelope; field meanings as in Envelope).
+	Id             string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	Sender         string `protobuf:"bytes,4,opt,name=sender,proto3" json:"sender,omitempty"`
+	Payload        []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	CorrelationId  string `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	ReplyTo        string `protobuf:"bytes,7,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	Priority       int32  `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
+	Signal         int32  `protobuf:"varint,9,opt,name=signal,proto3" json:"signal,omitempty"`
+	TtlNanos       int64  `protobuf:"varint,10,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	RemainingNanos int64  `protobuf:"varint,11,opt,name=remaining_nanos,json=remainingNanos,proto3" json:"remaining_nanos,omitempty"`
+	Attempts       int32  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_vigil_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Delivery) GetTag() uint64 {
+	if x != nil {
+		return x.Tag
+	}
+	return 0
+}
+
+func (x *Delivery) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+func (x *Delivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Delivery) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Delivery) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Delivery) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Delivery) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
+}
+
+func (x *Delivery) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Delivery) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+func (x *Delivery) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+func (x *Delivery) GetRemainingNanos() int64 {
+	if x != nil {
+		return x.RemainingNanos
+	}
+	return 0
+}
+
+func (x *Delivery) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// WireError is an error with the codes of the registered sentinels it
+// wraps (see ErrorDetail).
+type WireError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Sentinels     []string               `protobuf:"bytes,2,rep,name=sentinels,proto3" json:"sentinels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WireError) Reset() {
+	*x = WireError{}
+	mi := &file_vigil_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WireError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WireError) ProtoMessage() {}
+
+func (x *WireError) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WireError.ProtoReflect.Descriptor instead.
+func (*WireError) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WireError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WireError) GetSentinels() []string {
+	if x != nil {
+		return x.Sentinels
+	}
+	return nil
+}
+
+type SendResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Unset when the send succeeded.
+	Error         *WireError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendResult) Reset() {
+	*x = SendResult{}
+	mi := &file_vigil_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendResult) ProtoMessage() {}
+
+func (x *SendResult) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
+func (*SendResult) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SendResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SendResult) GetError() *WireError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type StatsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// JSON of the mailbox's statistics (sdk.MailboxStats).
+	Stats         []byte     `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	Error         *WireError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsResult) Reset() {
+	*x = StatsResult{}
+	mi := &file_vigil_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsResult) ProtoMessage() {}
+
+func (x *StatsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsResult.ProtoReflect.Descriptor instead.
+func (*StatsResult) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StatsResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *StatsResult) GetStats() []byte {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *StatsResult) GetError() *WireError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type MailboxDown struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Results       []*SendResult          `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	Stats         []*StatsResult         `protobuf:"bytes,3,rep,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailboxDown) Reset() {
+	*x = MailboxDown{}
+	mi := &file_vigil_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailboxDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailboxDown) ProtoMessage() {}
+
+func (x *MailboxDown) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailboxDown.ProtoReflect.Descriptor instead.
+func (*MailboxDown) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MailboxDown) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *MailboxDown) GetResults() []*SendResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *MailboxDown) GetStats() []*StatsResult {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+type Nack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tag           uint64                 `protobuf:"varint,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Nack) Reset() {
+	*x = Nack{}
+	mi := &file_vigil_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Nack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Nack) ProtoMessage() {}
+
+func (x *Nack) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Nack.ProtoReflect.Descriptor instead.
+func (*Nack) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Nack) GetTag() uint64 {
+	if x != nil {
+		return x.Tag
+	}
+	return 0
+}
+
+func (x *Nack) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SendRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0: no result wanted (fire and forget).
+	Seq     uint64           `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	To      string           `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Kind    SendRequest_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=vigil.v1.SendRequest_Kind" json:"kind,omitempty"`
+	Message *Envelope        `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// Answer only a failure (a call that will see its reply anyway).
+	ErrorsOnly    bool `protobuf:"varint,5,opt,name=errors_only,json=errorsOnly,proto3" json:"errors_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendRequest) Reset() {
+	*x = SendRequest{}
+	mi := &file_vigil_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendRequest) ProtoMessage() {}
+
+func (x *SendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
+func (*SendRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SendRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SendRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SendRequest) GetKind() SendRequest_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return SendRequest_KIND_SEND
+}
+
+func (x *SendRequest) GetMessage() *Envelope {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SendRequest) GetErrorsOnly() bool {
+	if x != nil {
+		return x.ErrorsOnly
+	}
+	return false
+}
+
+type MailboxUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Acks  []uint64               `protobuf:"varint,1,rep,packed,name=acks,proto3" json:"acks,omitempty"`
+	Nacks []*Nack                `protobuf:"bytes,2,rep,name=nacks,proto3" json:"nacks,omitempty"`
+	Sends []*SendRequest         `protobuf:"bytes,3,rep,name=sends,proto3" json:"sends,omitempty"`
+	// Sequence numbers of stats requests (answered in MailboxDown.stats).
+	Stats []uint64 `protobuf:"varint,4,rep,packed,name=stats,proto3" json:"stats,omitempty"`
+	// Non-zero once: the plugin starts receiving and accepts up to this many
+	// unacknowledged deliveries (the host may push fewer). Until then the
+	// host pushes nothing but replies, so a worker that only sends never
+	// holds messages it will not read.
+	Credits       uint32 `protobuf:"varint,5,opt,name=credits,proto3" json:"credits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailboxUp) Reset() {
+	*x = MailboxUp{}
+	mi := &file_vigil_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailboxUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailboxUp) ProtoMessage() {}
+
+func (x *MailboxUp) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailboxUp.ProtoReflect.Descriptor instead.
+func (*MailboxUp) Descriptor() ([]byte, []int) {
+	return file_vigil_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MailboxUp) GetAcks() []uint64 {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+func (x *MailboxUp) GetNacks() []*Nack {
+	if x != nil {
+		return x.Nacks
+	}
+	return nil
+}
+
+func (x *MailboxUp) GetSends() []*SendRequest {
+	if x != nil {
+		return x.Sends
+	}
+	return nil
+}
+
+func (x *MailboxUp) GetStats() []uint64 {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *MailboxUp) GetCredits() uint32 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
 var File_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_proto_rawDesc = "" +
 	"\n" +
-	"\vvigil.proto\x12\bvigil.v1\"i\n" +
+	"\vvigil.proto\x12\bvigil.v1\"\x8f\x01\n" +
 	"\n" +
 	"RunRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x16\n" +
-	"\x06config\x18\x03 \x01(\fR\x06configJ\x04\b\x04\x10\x05\"\xa0\x01\n" +
+	"\x06config\x18\x03 \x01(\fR\x06config\x12*\n" +
+	"\x11mailbox_broker_id\x18\x04 \x01(\rR\x0fmailboxBrokerId\"\xa0\x01\n" +
 	"\bRunEvent\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.vigil.v1.RunEvent.KindR\x04kind\x12(\n" +
 	"\x04exit\x18\x02 \x01(\v2\x14.vigil.v1.ExitStatusR\x04exit\"=\n" +
@@ -499,11 +1259,77 @@ const file_vigil_proto_rawDesc = "" +
 	"\rHealthRequest\"\x10\n" +
 	"\x0eHealthResponse\"+\n" +
 	"\vErrorDetail\x12\x1c\n" +
-	"\tsentinels\x18\x01 \x03(\tR\tsentinels2\xaf\x01\n" +
+	"\tsentinels\x18\x01 \x03(\tR\tsentinels\"\xa4\x02\n" +
+	"\bEnvelope\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12%\n" +
+	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\breply_to\x18\x05 \x01(\tR\areplyTo\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06signal\x18\a \x01(\x05R\x06signal\x12\x1b\n" +
+	"\tttl_nanos\x18\b \x01(\x03R\bttlNanos\x12'\n" +
+	"\x0fremaining_nanos\x18\t \x01(\x03R\x0eremainingNanos\x12\x1a\n" +
+	"\battempts\x18\n" +
+	" \x01(\x05R\battempts\"\xcc\x02\n" +
+	"\bDelivery\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x16\n" +
+	"\x06sender\x18\x04 \x01(\tR\x06sender\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\x12%\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\breply_to\x18\a \x01(\tR\areplyTo\x12\x1a\n" +
+	"\bpriority\x18\b \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06signal\x18\t \x01(\x05R\x06signal\x12\x1b\n" +
+	"\tttl_nanos\x18\n" +
+	" \x01(\x03R\bttlNanos\x12'\n" +
+	"\x0fremaining_nanos\x18\v \x01(\x03R\x0eremainingNanos\x12\x1a\n" +
+	"\battempts\x18\f \x01(\x05R\battempts\"C\n" +
+	"\tWireError\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1c\n" +
+	"\tsentinels\x18\x02 \x03(\tR\tsentinels\"I\n" +
+	"\n" +
+	"SendResult\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.vigil.v1.WireErrorR\x05error\"`\n" +
+	"\vStatsResult\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05stats\x18\x02 \x01(\fR\x05stats\x12)\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.vigil.v1.WireErrorR\x05error\"\x9e\x01\n" +
+	"\vMailboxDown\x122\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x12.vigil.v1.DeliveryR\n" +
+	"deliveries\x12.\n" +
+	"\aresults\x18\x02 \x03(\v2\x14.vigil.v1.SendResultR\aresults\x12+\n" +
+	"\x05stats\x18\x03 \x03(\v2\x15.vigil.v1.StatsResultR\x05stats\"0\n" +
+	"\x04Nack\x12\x10\n" +
+	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe9\x01\n" +
+	"\vSendRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12.\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1a.vigil.v1.SendRequest.KindR\x04kind\x12,\n" +
+	"\amessage\x18\x04 \x01(\v2\x12.vigil.v1.EnvelopeR\amessage\x12\x1f\n" +
+	"\verrors_only\x18\x05 \x01(\bR\n" +
+	"errorsOnly\"9\n" +
+	"\x04Kind\x12\r\n" +
+	"\tKIND_SEND\x10\x00\x12\x0e\n" +
+	"\n" +
+	"KIND_REPLY\x10\x01\x12\x12\n" +
+	"\x0eKIND_BROADCAST\x10\x02\"\xa2\x01\n" +
+	"\tMailboxUp\x12\x12\n" +
+	"\x04acks\x18\x01 \x03(\x04R\x04acks\x12$\n" +
+	"\x05nacks\x18\x02 \x03(\v2\x0e.vigil.v1.NackR\x05nacks\x12+\n" +
+	"\x05sends\x18\x03 \x03(\v2\x15.vigil.v1.SendRequestR\x05sends\x12\x14\n" +
+	"\x05stats\x18\x04 \x03(\x04R\x05stats\x12\x18\n" +
+	"\acredits\x18\x05 \x01(\rR\acredits2\xaf\x01\n" +
 	"\x06Worker\x121\n" +
 	"\x03Run\x12\x14.vigil.v1.RunRequest\x1a\x12.vigil.v1.RunEvent0\x01\x125\n" +
 	"\x04Stop\x12\x15.vigil.v1.StopRequest\x1a\x16.vigil.v1.StopResponse\x12;\n" +
-	"\x06Health\x12\x17.vigil.v1.HealthRequest\x1a\x18.vigil.v1.HealthResponseB5Z3github.com/vigil-run/vigil/sdk/protocol/internal/pbb\x06proto3"
+	"\x06Health\x12\x17.vigil.v1.HealthRequest\x1a\x18.vigil.v1.HealthResponse2D\n" +
+	"\aMailbox\x129\n" +
+	"\aConnect\x12\x13.vigil.v1.MailboxUp\x1a\x15.vigil.v1.MailboxDown(\x010\x01B5Z3github.com/vigil-run/vigil/sdk/protocol/internal/pbb\x06proto3"
 
 var (
 	file_vigil_proto_rawDescOnce sync.Once
@@ -517,33 +1343,54 @@ func file_vigil_proto_rawDescGZIP() []byte {
 	return file_vigil_proto_rawDescData
 }
 
-var file_vigil_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_vigil_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_vigil_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_vigil_proto_goTypes = []any{
 	(RunEvent_Kind)(0),     // 0: vigil.v1.RunEvent.Kind
-	(*RunRequest)(nil),     // 1: vigil.v1.RunRequest
-	(*RunEvent)(nil),       // 2: vigil.v1.RunEvent
-	(*ExitStatus)(nil),     // 3: vigil.v1.ExitStatus
-	(*StopRequest)(nil),    // 4: vigil.v1.StopRequest
-	(*StopResponse)(nil),   // 5: vigil.v1.StopResponse
-	(*HealthRequest)(nil),  // 6: vigil.v1.HealthRequest
-	(*HealthResponse)(nil), // 7: vigil.v1.HealthResponse
-	(*ErrorDetail)(nil),    // 8: vigil.v1.ErrorDetail
+	(SendRequest_Kind)(0),  // 1: vigil.v1.SendRequest.Kind
+	(*RunRequest)(nil),     // 2: vigil.v1.RunRequest
+	(*RunEvent)(nil),       // 3: vigil.v1.RunEvent
+	(*ExitStatus)(nil),     // 4: vigil.v1.ExitStatus
+	(*StopRequest)(nil),    // 5: vigil.v1.StopRequest
+	(*StopResponse)(nil),   // 6: vigil.v1.StopResponse
+	(*HealthRequest)(nil),  // 7: vigil.v1.HealthRequest
+	(*HealthResponse)(nil), // 8: vigil.v1.HealthResponse
+	(*ErrorDetail)(nil),    // 9: vigil.v1.ErrorDetail
+	(*Envelope)(nil),       // 10: vigil.v1.Envelope
+	(*Delivery)(nil),       // 11: vigil.v1.Delivery
+	(*WireError)(nil),      // 12: vigil.v1.WireError
+	(*SendResult)(nil),     // 13: vigil.v1.SendResult
+	(*StatsResult)(nil),    // 14: vigil.v1.StatsResult
+	(*MailboxDown)(nil),    // 15: vigil.v1.MailboxDown
+	(*Nack)(nil),           // 16: vigil.v1.Nack
+	(*SendRequest)(nil),    // 17: vigil.v1.SendRequest
+	(*MailboxUp)(nil),      // 18: vigil.v1.MailboxUp
 }
 var file_vigil_proto_depIdxs = []int32{
-	0, // 0: vigil.v1.RunEvent.kind:type_name -> vigil.v1.RunEvent.Kind
-	3, // 1: vigil.v1.RunEvent.exit:type_name -> vigil.v1.ExitStatus
-	1, // 2: vigil.v1.Worker.Run:input_type -> vigil.v1.RunRequest
-	4, // 3: vigil.v1.Worker.Stop:input_type -> vigil.v1.StopRequest
-	6, // 4: vigil.v1.Worker.Health:input_type -> vigil.v1.HealthRequest
-	2, // 5: vigil.v1.Worker.Run:output_type -> vigil.v1.RunEvent
-	5, // 6: vigil.v1.Worker.Stop:output_type -> vigil.v1.StopResponse
-	7, // 7: vigil.v1.Worker.Health:output_type -> vigil.v1.HealthResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: vigil.v1.RunEvent.kind:type_name -> vigil.v1.RunEvent.Kind
+	4,  // 1: vigil.v1.RunEvent.exit:type_name -> vigil.v1.ExitStatus
+	12, // 2: vigil.v1.SendResult.error:type_name -> vigil.v1.WireError
+	12, // 3: vigil.v1.StatsResult.error:type_name -> vigil.v1.WireError
+	11, // 4: vigil.v1.MailboxDown.deliveries:type_name -> vigil.v1.Delivery
+	13, // 5: vigil.v1.MailboxDown.results:type_name -> vigil.v1.SendResult
+	14, // 6: vigil.v1.MailboxDown.stats:type_name -> vigil.v1.StatsResult
+	1,  // 7: vigil.v1.SendRequest.kind:type_name -> vigil.v1.SendRequest.Kind
+	10, // 8: vigil.v1.SendRequest.message:type_name -> vigil.v1.Envelope
+	16, // 9: vigil.v1.MailboxUp.nacks:type_name -> vigil.v1.Nack
+	17, // 10: vigil.v1.MailboxUp.sends:type_name -> vigil.v1.SendRequest
+	2,  // 11: vigil.v1.Worker.Run:input_type -> vigil.v1.RunRequest
+	5,  // 12: vigil.v1.Worker.Stop:input_type -> vigil.v1.StopRequest
+	7,  // 13: vigil.v1.Worker.Health:input_type -> vigil.v1.HealthRequest
+	18, // 14: vigil.v1.Mailbox.Connect:input_type -> vigil.v1.MailboxUp
+	3,  // 15: vigil.v1.Worker.Run:output_type -> vigil.v1.RunEvent
+	6,  // 16: vigil.v1.Worker.Stop:output_type -> vigil.v1.StopResponse
+	8,  // 17: vigil.v1.Worker.Health:output_type -> vigil.v1.HealthResponse
+	15, // 18: vigil.v1.Mailbox.Connect:output_type -> vigil.v1.MailboxDown
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_vigil_proto_init() }
@@ -556,10 +1403,10 @@ func file_vigil_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_proto_rawDesc), len(file_vigil_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   8,
+			NumEnums:      2,
+			NumMessages:   17,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_vigil_proto_goTypes,
 		DependencyIndexes: file_vigil_proto_depIdxs,

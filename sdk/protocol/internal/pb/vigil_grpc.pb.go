@@ -228,3 +228,113 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "vigil.proto",
 }
+
+const (
+	Mailbox_Connect_FullMethodName = "/vigil.v1.Mailbox/Connect"
+)
+
+// MailboxClient is the client API for Mailbox service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Mailbox is served by the host, per worker incarnation, on a go-plugin
+// broker ID (RunRequest.mailbox_broker_id), and called by the plugin.
+type MailboxClient interface {
+	// Connect is the one long-lived stream of an incarnation: the host pushes
+	// batches of deliveries (at most a credit window of unacknowledged ones),
+	// send results and replies; the plugin sends acks, nacks, sends and
+	// stats requests.
+	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MailboxUp, MailboxDown], error)
+}
+
+type mailboxClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMailboxClient(cc grpc.ClientConnInterface) MailboxClient {
+	return &mailboxClient{cc}
+}
+
+func (c *mailboxClient) Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[MailboxUp, MailboxDown], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[0], Mailbox_Connect_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MailboxUp, MailboxDown]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_ConnectClient = grpc.BidiStreamingClient[MailboxUp, MailboxDown]
+
+// MailboxServer is the server API for Mailbox service.
+// All implementations must embed UnimplementedMailboxServer
+// for forward compatibility.
+//
+// Mailbox is served by the host, per worker incarnation, on a go-plugin
+// broker ID (RunRequest.mailbox_broker_id), and called by the plugin.
+type MailboxServer interface {
+	// Connect is the one long-lived stream of an incarnation: the host pushes
+	// batches of deliveries (at most a credit window of unacknowledged ones),
+	// send results and replies; the plugin sends acks, nacks, sends and
+	// stats requests.
+	Connect(grpc.BidiStreamingServer[MailboxUp, MailboxDown]) error
+	mustEmbedUnimplementedMailboxServer()
+}
+
+// UnimplementedMailboxServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMailboxServer struct{}
+
+func (UnimplementedMailboxServer) Connect(grpc.BidiStreamingServer[MailboxUp, MailboxDown]) error {
+	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedMailboxServer) mustEmbedUnimplementedMailboxServer() {}
+func (UnimplementedMailboxServer) testEmbeddedByValue()                 {}
+
+// UnsafeMailboxServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MailboxServer will
+// result in compilation errors.
+type UnsafeMailboxServer interface {
+	mustEmbedUnimplementedMailboxServer()
+}
+
+func RegisterMailboxServer(s grpc.ServiceRegistrar, srv MailboxServer) {
+	// If the following call panics, it indicates UnimplementedMailboxServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Mailbox_ServiceDesc, srv)
+}
+
+func _Mailbox_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MailboxServer).Connect(&grpc.GenericServerStream[MailboxUp, MailboxDown]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_ConnectServer = grpc.BidiStreamingServer[MailboxUp, MailboxDown]
+
+// Mailbox_ServiceDesc is the grpc.ServiceDesc for Mailbox service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Mailbox_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "vigil.v1.Mailbox",
+	HandlerType: (*MailboxServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Connect",
+			Handler:       _Mailbox_Connect_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "vigil.proto",
+}

@@ -1,0 +1,614 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/protocol"
+)
+
+// The host half of the mailbox bridge. Every worker ID has a host-side
+// mailbox, created with the host (so it outlives every incarnation), and
+// every pool also has a shared one under the pool's name. Each incarnation
+// that opens its mailbox stream gets a session: pushers fetch messages for
+// it (as consumer "<id>#<incarnation>") within a credit window, a writer
+// batches them into frames, and the stream's reader applies acks, nacks
+// and sends. When the stream ends (the process exited, crashed or was
+// killed) the session releases the consumer: its unacknowledged messages
+// go back to their mailbox with their attempts raised.
+
+// DefaultMailboxWindow is the default [Options.MailboxWindow]: 256
+// messages (the benchmarks gain 1.5–2× in throughput over 64; in-flight
+// bytes are bounded separately by MailboxWindowBytes).
+const DefaultMailboxWindow = 256
+
+// DefaultPoolWindow is the default [Options.PoolWindow]: how many messages
+// of its pool's shared mailbox one member may hold unacknowledged. Small,
+// so that pool work goes to whichever member is free rather than being
+// hoarded by the first one to ask.
+const DefaultPoolWindow = 4
+
+// MailboxWindowBytes bounds the size of the messages pushed to one
+// incarnation and not yet acknowledged (one message is always allowed,
+// whatever its size), so a window of large messages cannot flood a worker.
+const MailboxWindowBytes = 16 << 20
+
+// maxBatch bounds the deliveries one pusher drains into a frame.
+const maxBatch = 256
+
+// pushDirect: pushers send their batch themselves when the stream is idle.
+var pushDirect = false
+
+// bridge routes messages between host-side mailboxes and worker sessions.
+type bridge struct {
+	logger     hclog.Logger
+	window     int
+	poolWindow int
+	boxes      map[string]*sdk.Mailbox // by worker ID and pool name; fixed after New
+	pools      map[string][]string     // pool name → member IDs
+	poolOf     map[string]string       // member ID → pool name
+
+	mu       sync.Mutex
+	sessions map[string]*session          // worker ID → live session
+	slow     map[string]bool              // worker IDs whose next session starts its windows at 1
+	calls    map[string]chan *sdk.Message // host-side calls by correlation ID
+	callSeq  atomic.Uint64
+
+	repliesDropped atomic.Uint64
+}
+
+func newBridge(logger hclog.Logger, window, poolWindow int) *bridge {
+	if window <= 0 {
+		window = DefaultMailboxWindow
+	}
+	if poolWindow <= 0 {
+		poolWindow = DefaultPoolWindow
+	}
+	return &bridge{
+		logger: logger, window: window, poolWindow: poolWindow,
+		boxes: map[string]*sdk.Mailbox{}, pools: map[string][]string{}, poolOf: map[string]string{},
+		sessions: map[string]*session{}, slow: map[string]bool{}, calls: map[string]chan *sdk.Message{},
+	}
+}
+
+// mailboxConfig maps a worker's mailbox block.
+func mailboxConfig(m config.Mailbox) sdk.MailboxConfig {
+	size := int(min(m.MaxMessageSize, uint64(protocol.MaxMessageSize-128<<10)))
+	if size <= 0 {
+		size = sdk.DefaultMaxMessageSize
+	}
+	return sdk.MailboxConfig{
+		Capacity:              m.Capacity,
+		DisablePriorityQueues: !m.PriorityQueues,
+		DisableDeadLetter:     !m.DeadLetter,
+		DefaultTTL:            m.DefaultTTL,
+		MaxMessageSize:        size,
+		MaxDeliveryAttempts:   m.MaxDeliveryAttempts,
+	}
+}
+
+// add creates the mailboxes of a worker block.
+func (b *bridge) add(w *config.Worker) {
+	cfg := mailboxConfig(w.Mailbox)
+	for _, id := range w.IDs {
+		b.boxes[id] = sdk.NewMailbox(cfg)
+	}
+	if w.Pool > 0 {
+		b.boxes[w.Name] = sdk.NewMailbox(cfg)
+		b.pools[w.Name] = append([]string(nil), w.IDs...)
+		for _, id := range w.IDs {
+			b.poolOf[id] = w.Name
+		}
+	}
+}
+
+// handlerFor returns the process.Spec.Mailbox of worker id.
+func (b *bridge) handlerFor(id string) func(n uint64) protocol.MailboxHandler {
+	return func(n uint64) protocol.MailboxHandler {
+		return func(ctx context.Context, s *protocol.HostStream) error {
+			return b.serve(ctx, id, n, s)
+		}
+	}
+}
+
+// lookup returns the mailbox named name or an error wrapping
+// sdk.ErrWorkerNotFound.
+func (b *bridge) lookup(name string) (*sdk.Mailbox, error) {
+	if mb, ok := b.boxes[name]; ok {
+		return mb, nil
+	}
+	return nil, fmt.Errorf("%w: no worker or pool named %q", sdk.ErrWorkerNotFound, name)
+}
+
+// send queues m in the mailbox named to without blocking.
+func (b *bridge) send(to string, m *sdk.Message) error {
+	mb, err := b.lookup(to)
+	if err != nil {
+		return err
+	}
+	return mb.Send(m)
+}
+
+// broadcast queues a copy of m in every member's own mailbox.
+func (b *bridge) broadcast(pool string, m *sdk.Message) error {
+	members, ok := b.pools[pool]
+	if !ok {
+		return fmt.Errorf("%w: no pool named %q", sdk.ErrWorkerNotFound, pool)
+	}
+	env := sdk.EnvelopeFromMessage(m, m.Sender())
+	var errs []error
+	for _, id := range members {
+		c, err := sdk.MessageFromEnvelope(&env)
+		if err == nil {
+			err = b.boxes[id].Send(c)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reply hands m to the call waiting for it: a host call, or a call of the
+// live incarnation of worker to. A reply nobody waits for is dropped.
+func (b *bridge) reply(to string, m *sdk.Message) error {
+	if to == sdk.ReplyAddressHost {
+		b.mu.Lock()
+		ch, ok := b.calls[m.CorrelationID()]
+		delete(b.calls, m.CorrelationID())
+		b.mu.Unlock()
+		if ok {
+			ch <- m
+		} else {
+			b.repliesDropped.Add(1)
+		}
+		return nil
+	}
+	if _, ok := b.boxes[to]; !ok {
+		return fmt.Errorf("%w: reply to unknown worker %q", sdk.ErrWorkerNotFound, to)
+	}
+	b.mu.Lock()
+	s := b.sessions[to]
+	b.mu.Unlock()
+	if s == nil || !s.pushReply(m) {
+		b.repliesDropped.Add(1) // the caller is gone: its call died with it
+	}
+	return nil
+}
+
+// call sends m to to as a request from the host and waits for the reply.
+func (b *bridge) call(ctx context.Context, to string, m *sdk.Message, timeout time.Duration) (*sdk.Message, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil message", sdk.ErrInvalidMessage)
+	}
+	corr := "host-call-" + strconv.FormatUint(b.callSeq.Add(1), 10)
+	m.SetCorrelationID(corr)
+	m.SetReplyTo(sdk.ReplyAddressHost)
+	ch := make(chan *sdk.Message, 1)
+	b.mu.Lock()
+	b.calls[corr] = ch
+	b.mu.Unlock()
+	forget := func() {
+		b.mu.Lock()
+		delete(b.calls, corr)
+		b.mu.Unlock()
+	}
+	if err := b.send(to, m); err != nil {
+		forget()
+		return nil, err
+	}
+	var expire <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expire = t.C
+	}
+	select {
+	case rep := <-ch:
+		return rep, nil
+	case <-expire:
+		forget()
+		return nil, fmt.Errorf("%w: call %s to %q: no reply within %v", sdk.ErrTimeout, corr, to, timeout)
+	case <-ctx.Done():
+		forget()
+		return nil, fmt.Errorf("vigil: call %s to %q: %w", corr, to, ctx.Err())
+	}
+}
+
+// route applies one send of worker from.
+func (b *bridge) route(from string, req *protocol.SendRequest) error {
+	if req.Msg.Sender == "" {
+		req.Msg.Sender = from
+	}
+	m, err := sdk.MessageFromEnvelope(&req.Msg)
+	if err != nil {
+		return err
+	}
+	switch req.Kind {
+	case protocol.SendReply:
+		return b.reply(req.To, m)
+	case protocol.SendBroadcast:
+		return b.broadcast(req.To, m)
+	default:
+		return b.send(req.To, m)
+	}
+}
+
+// ---- sessions ----
+
+// session is the host side of one incarnation's mailbox stream.
+type session struct {
+	b        *bridge
+	id       string
+	consumer string
+	stream   *protocol.HostStream
+	ctx      context.Context
+	cancel   context.CancelFunc
+	credits  *window       // the window of the worker's own mailbox
+	pool     *window       // the window of its pool's mailbox (pool members)
+	slow     bool          // start the windows at 1 (the last incarnation left messages behind)
+	started  chan struct{} // closed at the plugin's first credit grant
+	bytes    atomic.Int64  // size of the messages in flight
+	freed    chan struct{} // signalled when acks or nacks free bytes
+
+	sendMu sync.Mutex // held while frames are being sent
+	mu     sync.Mutex
+	out    protocol.Down
+	tags   map[uint64]tagged
+	tag    uint64
+	wake   chan struct{}
+}
+
+type tagged struct {
+	mb      *sdk.Mailbox
+	id      string
+	size    int
+	credits *window
+}
+
+// window is a credit window with slow start: it opens at its initial
+// size and grows by one credit per settled delivery (doubling per round
+// trip) up to max. After an incarnation died with messages in flight, the
+// next one starts at 1, so that a message that crashes its worker is
+// redelivered alone: it alone is charged the attempts of the crash loop,
+// not the messages that happened to be buffered with it.
+type window struct {
+	tokens chan struct{} // capacity max; tokens held + queued = size
+	max    int
+	mu     sync.Mutex
+	size   int
+}
+
+func newWindow(max int) *window { return &window{tokens: make(chan struct{}, max), max: max} }
+
+// open sets the window's size once, at the plugin's grant.
+func (w *window) open(granted int, slow bool) {
+	w.mu.Lock()
+	w.max = min(w.max, granted)
+	n := w.max
+	if slow {
+		n = 1
+	}
+	w.size = n
+	w.mu.Unlock()
+	for range n {
+		w.tokens <- struct{}{}
+	}
+}
+
+// settle returns a delivery's credit and grows the window.
+func (w *window) settle() {
+	w.tokens <- struct{}{}
+	w.mu.Lock()
+	grow := w.size < w.max
+	if grow {
+		w.size++
+	}
+	w.mu.Unlock()
+	if grow {
+		w.tokens <- struct{}{}
+	}
+}
+
+// settle returns the window room of an acknowledged or nacked delivery.
+func (s *session) settle(tg tagged) {
+	tg.credits.settle()
+	if s.bytes.Add(-int64(tg.size)) < MailboxWindowBytes {
+		notify(s.freed)
+	}
+}
+
+// serve runs the session until the stream ends, then releases the
+// incarnation's in-flight messages.
+func (b *bridge) serve(ctx context.Context, id string, n uint64, stream *protocol.HostStream) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &session{
+		b: b, id: id, consumer: id + "#" + strconv.FormatUint(n, 10), stream: stream,
+		ctx: ctx, cancel: cancel, credits: newWindow(b.window), started: make(chan struct{}),
+		tags: map[uint64]tagged{}, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+	}
+	b.mu.Lock()
+	b.sessions[id] = s
+	s.slow = b.slow[id]
+	b.mu.Unlock()
+
+	boxes := []*sdk.Mailbox{b.boxes[id]}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.push(b.boxes[id], s.credits) })
+	if pool, ok := b.poolOf[id]; ok {
+		boxes = append(boxes, b.boxes[pool])
+		s.pool = newWindow(b.poolWindow)
+		wg.Go(func() { s.push(b.boxes[pool], s.pool) })
+	}
+	wg.Go(s.write)
+	err := s.read()
+	cancel()
+	wg.Wait()
+
+	b.mu.Lock()
+	if b.sessions[id] == s {
+		delete(b.sessions, id)
+	}
+	b.mu.Unlock()
+	released := 0
+	for _, mb := range boxes {
+		released += mb.ReleaseConsumer(s.consumer, "incarnation ended")
+	}
+	b.mu.Lock()
+	if released > 0 {
+		b.slow[id] = true
+	} else {
+		delete(b.slow, id)
+	}
+	b.mu.Unlock()
+	if released > 0 {
+		b.logger.Debug("returned in-flight messages to the mailbox", "worker", id, "incarnation", n, "messages", released)
+	}
+	return err
+}
+
+// read applies the plugin's frames until the stream ends.
+func (s *session) read() error {
+	var grantOnce sync.Once
+	for {
+		u, err := s.stream.Recv()
+		if err != nil {
+			return nil // EOF or broken: the incarnation is over either way
+		}
+		if u.Credits > 0 {
+			grantOnce.Do(func() {
+				s.credits.open(int(u.Credits), s.slow)
+				if s.pool != nil {
+					s.pool.open(int(u.Credits), s.slow)
+				}
+				close(s.started)
+			})
+		}
+		if len(u.Acks) > 0 {
+			tgs := s.untagAll(u.Acks)
+			for _, tg := range tgs {
+				_ = tg.mb.Ack(tg.id)
+				s.settle(tg)
+			}
+		}
+		for _, nk := range u.Nacks {
+			if tg, ok := s.untag(nk.Tag); ok {
+				_ = tg.mb.Nack(tg.id, nk.Reason)
+				s.settle(tg)
+			}
+		}
+		var results []protocol.SendResult
+		for i := range u.Sends {
+			req := &u.Sends[i]
+			err := s.b.route(s.id, req)
+			if err != nil && req.Seq == 0 {
+				s.b.logger.Debug("fire-and-forget send failed", "from", s.id, "to", req.To, "error", err)
+			}
+			if req.Seq != 0 && (err != nil || !req.ErrorsOnly) {
+				results = append(results, protocol.SendResult{Seq: req.Seq, Err: err})
+			}
+		}
+		var stats []protocol.StatsResult
+		for _, seq := range u.Stats {
+			js, err := json.Marshal(s.b.boxes[s.id].Stats())
+			stats = append(stats, protocol.StatsResult{Seq: seq, Stats: js, Err: err})
+		}
+		if len(results) > 0 || len(stats) > 0 {
+			s.mu.Lock()
+			s.out.Results = append(s.out.Results, results...)
+			s.out.Stats = append(s.out.Stats, stats...)
+			s.mu.Unlock()
+			s.kick()
+		}
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) untagAll(ts []uint64) []tagged {
+	out := make([]tagged, 0, len(ts))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range ts {
+		if tg, ok := s.tags[t]; ok {
+			delete(s.tags, t)
+			out = append(out, tg)
+		}
+	}
+	return out
+}
+
+func (s *session) untag(t uint64) (tagged, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tg, ok := s.tags[t]
+	delete(s.tags, t)
+	return tg, ok
+}
+
+// closedCtx is a done context: a fetch with it does not wait.
+var closedCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// push fetches messages from mb for the session within its credit
+// window: one blocking fetch, then whatever else is ready (up to maxBatch
+// and the window), queued for the writer as one batch.
+func (s *session) push(mb *sdk.Mailbox, credits *window) {
+	select {
+	case <-s.started:
+	case <-s.ctx.Done():
+		return
+	}
+	batch := make([]*sdk.Message, 0, maxBatch)
+	for {
+		for s.bytes.Load() >= MailboxWindowBytes {
+			select {
+			case <-s.freed:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-credits.tokens:
+		case <-s.ctx.Done():
+			return
+		}
+		m, err := mb.FetchAs(s.ctx, s.consumer)
+		if err != nil {
+			credits.tokens <- struct{}{}
+			if s.ctx.Err() == nil {
+				// The mailbox was closed: nothing more will come.
+				<-s.ctx.Done()
+			}
+			return
+		}
+		batch = append(batch[:0], m)
+		size := m.Size()
+	drain:
+		for len(batch) < maxBatch && size < protocol.MaxFrameBytes && s.bytes.Load()+int64(size) < MailboxWindowBytes {
+			select {
+			case <-credits.tokens:
+			default:
+				break drain
+			}
+			m, err := mb.FetchAs(closedCtx, s.consumer)
+			if err != nil {
+				credits.tokens <- struct{}{}
+				break
+			}
+			batch = append(batch, m)
+			size += m.Size()
+		}
+		s.mu.Lock()
+		s.bytes.Add(int64(size))
+		for _, m := range batch {
+			s.tag++
+			s.tags[s.tag] = tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits}
+			env := sdk.EnvelopeFromMessage(m, m.Sender())
+			env.Attempts = int32(m.Attempts())
+			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: s.tag, Msg: env})
+		}
+		s.mu.Unlock()
+		clear(batch)
+		if pushDirect {
+			s.kick()
+		} else {
+			notify(s.wake)
+		}
+	}
+}
+
+// pushReply queues a reply for the session's incarnation; false if the
+// session is over.
+func (s *session) pushReply(m *sdk.Message) bool {
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.mu.Lock()
+	s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Reply: true, Msg: sdk.EnvelopeFromMessage(m, m.Sender())})
+	s.mu.Unlock()
+	s.kick()
+	return true
+}
+
+// kick sends what is queued from the calling goroutine when no frame is
+// being sent (no hand-off on the latency path), else wakes the writer.
+func (s *session) kick() {
+	if s.sendMu.TryLock() {
+		err := s.flushLocked()
+		s.sendMu.Unlock()
+		if err != nil {
+			s.cancel()
+		}
+		return
+	}
+	notify(s.wake)
+}
+
+// write sends whatever is queued until the session ends.
+func (s *session) write() {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+		s.sendMu.Lock()
+		err := s.flushLocked()
+		s.sendMu.Unlock()
+		if err != nil {
+			s.cancel() // the reader sees the broken stream too
+			return
+		}
+	}
+}
+
+// flushLocked sends everything queued in frames of at most
+// protocol.MaxFrameBytes of messages. The caller holds sendMu.
+func (s *session) flushLocked() error {
+	s.mu.Lock()
+	d := s.out
+	s.out = protocol.Down{}
+	s.mu.Unlock()
+	if len(d.Deliveries) == 0 && len(d.Results) == 0 && len(d.Stats) == 0 {
+		return nil
+	}
+	for {
+		frame := d
+		size, n := 0, 0
+		for n < len(d.Deliveries) {
+			sz := d.Deliveries[n].Msg.Size()
+			if n > 0 && size+sz > protocol.MaxFrameBytes {
+				break
+			}
+			size += sz
+			n++
+		}
+		frame.Deliveries = d.Deliveries[:n]
+		if err := s.stream.Send(&frame); err != nil {
+			return err
+		}
+		if n == len(d.Deliveries) {
+			return nil
+		}
+		d = protocol.Down{Deliveries: d.Deliveries[n:]}
+	}
+}
