@@ -1,90 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
-// The test binary re-executes itself as the flaky plugin.
-const envPlugin = "VIGIL_FLAKY_TEST_PLUGIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envPlugin) == "1" {
-		main()
-		os.Exit(99)
-	}
-	os.Exit(m.Run())
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-type proc struct {
-	pc     *plugin.Client
-	cmd    *exec.Cmd
-	client *protocol.Client
-	log    *lockedBuffer
-}
-
-func launch(t *testing.T) *proc {
-	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = []string{envPlugin + "=1", "GORACE=atexit_sleep_ms=0", "PLUGIN_UNIX_SOCKET_DIR=" + t.TempDir()}
-	log := &lockedBuffer{}
-	cfg := protocol.NewClientConfig(cmd, hclog.New(&hclog.LoggerOptions{Output: log, Level: hclog.Info}))
-	cfg.StartTimeout = 10 * time.Second
-	pc := plugin.NewClient(cfg)
-	t.Cleanup(pc.Kill)
-	rpc, err := pc.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := rpc.Dispense(protocol.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &proc{pc: pc, cmd: cmd, client: raw.(*protocol.Client), log: log}
-}
-
-func (p *proc) exitCode(t *testing.T) int {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.pc.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin did not exit within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
+func TestMain(m *testing.M) { plugintest.Main(m, main) }
 
 func TestFlakyModesEndAsConfigured(t *testing.T) {
 	tests := map[string]struct {
@@ -102,10 +33,10 @@ func TestFlakyModesEndAsConfigured(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			p := launch(t)
+			p := plugintest.Launch(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			r, err := p.client.Run(ctx, protocol.RunRequest{WorkerID: "flaky", Incarnation: 1, Config: []byte(tc.config)})
+			r, err := p.Client.Run(ctx, protocol.RunRequest{WorkerID: "flaky", Incarnation: 1, Config: []byte(tc.config)})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -121,7 +52,7 @@ func TestFlakyModesEndAsConfigured(t *testing.T) {
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("Err = %v, want errors.Is %v", err, tc.wantIs)
 			}
-			if code := p.exitCode(t); code != tc.wantExit {
+			if code := p.ExitCode(t); code != tc.wantExit {
 				t.Errorf("exit status %d, want %d", code, tc.wantExit)
 			}
 		})
@@ -131,26 +62,26 @@ func TestFlakyModesEndAsConfigured(t *testing.T) {
 func TestFlakyStartModes(t *testing.T) {
 	t.Run("fail_start fails the start", func(t *testing.T) {
 		t.Parallel()
-		p := launch(t)
-		_, err := p.client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"fail_start"}`)})
+		p := plugintest.Launch(t)
+		_, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"fail_start"}`)})
 		if err == nil || !strings.Contains(err.Error(), "failing the start") {
 			t.Errorf("Run = %v, want the start to fail", err)
 		}
 	})
 	t.Run("start_delay delays ready past a start timeout", func(t *testing.T) {
 		t.Parallel()
-		p := launch(t)
+		p := plugintest.Launch(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		_, err := p.client.Run(ctx, protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"start_delay":"5s"}`)})
+		_, err := p.Client.Run(ctx, protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"start_delay":"5s"}`)})
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Run = %v, want DeadlineExceeded", err)
 		}
 	})
 	t.Run("unknown mode is an invalid spec", func(t *testing.T) {
 		t.Parallel()
-		p := launch(t)
-		_, err := p.client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"dance"}`)})
+		p := plugintest.Launch(t)
+		_, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"dance"}`)})
 		if !errors.Is(err, sdk.ErrInvalidSpec) {
 			t.Errorf("Run = %v, want ErrInvalidSpec", err)
 		}
@@ -158,17 +89,17 @@ func TestFlakyStartModes(t *testing.T) {
 }
 
 func TestFlakyHangOnStopIgnoresStop(t *testing.T) {
-	p := launch(t)
-	r, err := p.client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"hang_on_stop"}`)})
+	p := plugintest.Launch(t)
+	r, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"hang_on_stop"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := p.client.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := p.Client.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Stop = %v, want DeadlineExceeded", err)
 	}
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-r.Done()
@@ -178,17 +109,17 @@ func TestFlakyHangOnStopIgnoresStop(t *testing.T) {
 }
 
 func TestFlakyUnhealthyFailsHealthChecksAfterDelay(t *testing.T) {
-	p := launch(t)
-	if _, err := p.client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"unhealthy","after":"100ms"}`)}); err != nil {
+	p := plugintest.Launch(t)
+	if _, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"unhealthy","after":"100ms"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.client.HealthCheck(ctx); err != nil {
+	if err := p.Client.HealthCheck(ctx); err != nil {
 		t.Fatalf("first health check = %v, want healthy", err)
 	}
 	for {
-		err := p.client.HealthCheck(ctx)
+		err := p.Client.HealthCheck(ctx)
 		if errors.Is(err, sdk.ErrHealthCheckFailed) {
 			return
 		}
@@ -200,11 +131,11 @@ func TestFlakyUnhealthyFailsHealthChecksAfterDelay(t *testing.T) {
 }
 
 func TestFlakyLeakGrowsRSS(t *testing.T) {
-	p := launch(t)
-	if _, err := p.client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"leak","leak_mb_per_sec":200,"leak_max_mb":128}`)}); err != nil {
+	p := plugintest.Launch(t)
+	if _, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"leak","leak_mb_per_sec":200,"leak_max_mb":128}`)}); err != nil {
 		t.Fatal(err)
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.PID()
 	start := rssMB(t, pid)
 	deadline := time.Now().Add(5 * time.Second)
 	for rssMB(t, pid) < start+60 {

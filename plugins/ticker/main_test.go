@@ -1,50 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
-// The test binary re-executes itself as the ticker plugin.
-const envPlugin = "VIGIL_TICKER_TEST_PLUGIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envPlugin) == "1" {
-		main()
-		os.Exit(99)
-	}
-	os.Exit(m.Run())
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func TestMain(m *testing.M) { plugintest.Main(m, main) }
 
 func TestTicker(t *testing.T) {
 	tests := map[string]struct {
@@ -59,23 +27,10 @@ func TestTicker(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = []string{envPlugin + "=1", "GORACE=atexit_sleep_ms=0", "PLUGIN_UNIX_SOCKET_DIR=" + t.TempDir()}
-			log := &lockedBuffer{}
-			cfg := protocol.NewClientConfig(cmd, hclog.New(&hclog.LoggerOptions{Output: log, Level: hclog.Info}))
-			pc := plugin.NewClient(cfg)
-			t.Cleanup(pc.Kill)
-			rpc, err := pc.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := rpc.Dispense(protocol.PluginName)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := plugintest.Launch(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			r, err := raw.(*protocol.Client).Run(ctx, protocol.RunRequest{WorkerID: "ticker", Config: []byte(tc.config)})
+			r, err := p.Client.Run(ctx, protocol.RunRequest{WorkerID: "ticker", Config: []byte(tc.config)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,10 +42,10 @@ func TestTicker(t *testing.T) {
 			if tc.wantErr != nil && !errors.Is(r.Err(), tc.wantErr) || tc.wantErr == nil && r.Err() != nil {
 				t.Errorf("Err = %v, want %v", r.Err(), tc.wantErr)
 			}
-			pc.Kill() // waits for the log reader
+			p.Kill() // waits for the log reader
 			for _, want := range tc.wantLogs {
-				if !strings.Contains(log.String(), want) {
-					t.Errorf("host log lacks %q:\n%s", want, log.String())
+				if !strings.Contains(p.Log.String(), want) {
+					t.Errorf("host log lacks %q:\n%s", want, p.Log.String())
 				}
 			}
 		})
