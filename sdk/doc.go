@@ -22,6 +22,31 @@
 // A child is anything that implements [Child]: a goroutine running a
 // function, a nested supervisor, or, in the vigil host, an OS process.
 //
+// # Plugin workers
+//
+// The vigil host runs each worker of an HCL app definition as its own OS
+// process. A worker author implements one method, [Worker.Run], and calls
+// [Serve] from main:
+//
+//	type hello struct{}
+//
+//	func (hello) Run(ctx context.Context, rt *sdk.Runtime) error {
+//		for {
+//			m, err := rt.Inbox().Recv(ctx) // the worker's host-side mailbox
+//			if err != nil {
+//				return nil // ctx done: the host asked us to stop
+//			}
+//			rt.Logger().Info("got", "payload", m.PayloadString())
+//		}
+//	}
+//
+//	func main() { _ = sdk.Serve(hello{}) }
+//
+// [Runtime] gives the worker its ID, its config block ([Runtime.DecodeConfig]),
+// a logger whose lines the host shows under the worker's name, its inbox,
+// and Send, Call, Reply and Broadcast to other workers by name. Optional
+// extras are detected by type assertion: [HealthChecker] and [Initializer].
+//
 // # Errors
 //
 // Every error wraps one of the package's sentinels (ErrMailboxFull,
