@@ -53,12 +53,11 @@ type remote struct {
 	failErr  error         // set before done is closed
 
 	// outbound: one writer goroutine sends whatever accumulated.
-	omu      sync.Mutex
-	out      protocol.Up
-	ackArmed bool // a flushAcks timer is pending
-	wake     chan struct{}
-	sendMu   sync.Mutex // held while a frame is being sent
-	granted  atomic.Bool
+	omu     sync.Mutex
+	out     protocol.Up
+	wake    chan struct{}
+	sendMu  sync.Mutex // held while a frame is being sent
+	granted atomic.Bool
 
 	// inbound.
 	imu      sync.Mutex
@@ -205,7 +204,7 @@ func notify(ch chan struct{}) {
 // ackBatch is how many lazy acknowledgements accumulate before they are
 // sent while the worker keeps receiving (they are sent at once when its
 // local queue runs dry).
-const ackBatch = 16
+const ackBatch = 64
 
 // enqueueOut adds to the next outbound frame and sends it now, from the
 // calling goroutine when no frame is being sent (a request's latency then
@@ -214,6 +213,26 @@ func (r *remote) enqueueOut(f func(u *protocol.Up)) {
 	r.omu.Lock()
 	f(&r.out)
 	r.omu.Unlock()
+	r.flushNow()
+}
+
+// addAck queues an acknowledgement; lazy ones ride along with the next
+// frame, or go out in a batch of ackBatch, or when the worker's local
+// queue runs dry ([remote.flushAcks]); others are sent at once.
+func (r *remote) addAck(tag uint64, lazy bool) {
+	r.omu.Lock()
+	r.out.Acks = append(r.out.Acks, tag)
+	n := len(r.out.Acks)
+	r.omu.Unlock()
+	if !lazy || n >= ackBatch {
+		r.flushNow()
+	}
+}
+
+// flushNow sends what is queued from the calling goroutine when no frame
+// is being sent, else leaves it to the writer (which then sends it right
+// after the current frame).
+func (r *remote) flushNow() {
 	if r.sendMu.TryLock() {
 		err := r.flushLocked()
 		r.sendMu.Unlock()
@@ -225,18 +244,6 @@ func (r *remote) enqueueOut(f func(u *protocol.Up)) {
 	notify(r.wake)
 }
 
-// addAck queues an acknowledgement; lazy ones are sent with the next frame
-// or in batches of ackBatch by the writer.
-func (r *remote) addAck(tag uint64, lazy bool) {
-	r.omu.Lock()
-	r.out.Acks = append(r.out.Acks, tag)
-	n := len(r.out.Acks)
-	r.omu.Unlock()
-	if !lazy || n >= ackBatch {
-		notify(r.wake)
-	}
-}
-
 // addNack queues a nack for the writer.
 func (r *remote) addNack(tag uint64, reason string) {
 	r.omu.Lock()
@@ -245,28 +252,16 @@ func (r *remote) addNack(tag uint64, reason string) {
 	notify(r.wake)
 }
 
-// ackDelay is how long lazy acknowledgements may wait for company once the
-// worker's queue ran dry (they ride along with any frame sent meanwhile).
-// Sending them at once would put one more frame on every request's path.
-const ackDelay = time.Millisecond
-
-// flushAcks arranges for waiting acknowledgements to be sent within
-// ackDelay.
+// flushAcks sends waiting acknowledgements now: the worker is about to
+// wait for its next message, so the host should have its credits back
+// (a timer would keep them from the host for no benefit and wake the
+// process once more later).
 func (r *remote) flushAcks() {
 	r.omu.Lock()
 	n := len(r.out.Acks)
-	arm := n > 0 && !r.ackArmed
-	if arm {
-		r.ackArmed = true
-	}
 	r.omu.Unlock()
-	if arm {
-		time.AfterFunc(ackDelay, func() {
-			r.omu.Lock()
-			r.ackArmed = false
-			r.omu.Unlock()
-			notify(r.wake)
-		})
+	if n > 0 {
+		r.flushNow()
 	}
 }
 
@@ -428,7 +423,7 @@ func (r *remote) grant() error {
 	if err := r.open(); err != nil {
 		return err
 	}
-	if !r.granted.Swap(true) {
+	if !r.granted.Load() && !r.granted.Swap(true) {
 		r.enqueueOut(func(u *protocol.Up) { u.Credits = RecvCredits })
 	}
 	return nil
