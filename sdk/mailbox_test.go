@@ -980,3 +980,56 @@ func TestMailboxLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratedMessageDuplicateSurvivesRingChanges checks the duplicate check
+// of generated-ID messages across what moves queued messages: growth of
+// the ring, a sweep compacting it, a fetch and a nack requeueing at the
+// front.
+func TestGeneratedMessageDuplicateSurvivesRingChanges(t *testing.T) {
+	mb, fc := newMbTest(t, MailboxConfig{})
+	var keep []*Message
+	for i := range 60 { // grows the ring from 16 to 64 slots
+		m := Msg(fmt.Sprint(i)).MustBuild()
+		if i%3 == 0 {
+			fc.set(m, time.Second) // swept below, compacting the ring
+		} else {
+			keep = append(keep, m)
+		}
+		mbSend(t, mb, m)
+	}
+	assertDup := func(stage string) {
+		t.Helper()
+		for _, m := range keep {
+			if err := mb.Send(m); !errors.Is(err, ErrDuplicateMessage) {
+				t.Fatalf("%s: resend of queued %s: %v", stage, m.ID(), err)
+			}
+		}
+	}
+	assertDup("after growth")
+	fc.advance(time.Second)
+	if n := mb.SweepExpired(); n != 20 {
+		t.Fatalf("SweepExpired = %d, want 20", n)
+	}
+	assertDup("after sweep")
+	got, err := mb.Fetch(context.Background())
+	if err != nil || got != keep[0] {
+		t.Fatalf("Fetch: %v %v", got, err)
+	}
+	assertDup("in flight")
+	if err := mb.Nack(got.ID(), "again"); err != nil {
+		t.Fatal(err)
+	}
+	assertDup("after nack")
+	ids := mbDrain(t, mb)
+	if len(ids) != len(keep) || ids[0] != keep[0].ID() {
+		t.Fatalf("drained %v", ids)
+	}
+	// Nothing is held any more: each is accepted exactly once again.
+	for _, m := range keep {
+		mbSend(t, mb, m)
+	}
+	assertDup("requeued")
+	if n := len(mbDrain(t, mb)); n != len(keep) {
+		t.Fatalf("drained %d, want %d", n, len(keep))
+	}
+}
