@@ -271,7 +271,7 @@ func (mb *Mailbox) prio(m *Message) int {
 // [ErrMailboxFull] (Capacity messages are queued; lifecycle-signal messages
 // are accepted anyway) or [ErrDuplicateMessage] (a message with the same ID
 // is queued or in flight). On error nothing was queued.
-func (mb *Mailbox) Send(m *Message) error { return mb.send(nil, m) }
+func (mb *Mailbox) Send(m *Message) error { return mb.send(context.Background(), false, m) }
 
 // SendContext is like [Mailbox.Send] but, when the mailbox is full, blocks
 // until there is room, ctx is done (its error is returned), or the mailbox
@@ -281,11 +281,12 @@ func (mb *Mailbox) SendContext(ctx context.Context, m *Message) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return mb.send(ctx, m)
+	return mb.send(ctx, true, m)
 }
 
-// send is Send (ctx == nil: never wait) and SendContext.
-func (mb *Mailbox) send(ctx context.Context, m *Message) error {
+// send is Send (wait false: a full mailbox refuses at once; ctx unused)
+// and SendContext (wait true).
+func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	if m == nil || (!m.generated && m.id == "") {
 		return mb.reject(fmt.Errorf("%w: nil message or empty id", ErrInvalidMessage))
 	}
@@ -307,7 +308,7 @@ func (mb *Mailbox) send(ctx context.Context, m *Message) error {
 
 	mb.mu.Lock()
 	if mb.closed || (mb.n >= mb.capacity && !m.signal.IsLifecycle()) {
-		if err := mb.waitRoomLocked(ctx, m, d); err != nil {
+		if err := mb.waitRoomLocked(ctx, wait, m, d); err != nil {
 			mb.st.MessagesRejected++
 			mb.mu.Unlock()
 			return err
@@ -346,7 +347,7 @@ func (mb *Mailbox) send(ctx context.Context, m *Message) error {
 // or full: it sweeps expired messages and, for SendContext, waits for room.
 // It returns nil when m may be admitted, or the error to return (the caller
 // counts the rejection). Called and returns with mb.mu held.
-func (mb *Mailbox) waitRoomLocked(ctx context.Context, m *Message, d int64) error {
+func (mb *Mailbox) waitRoomLocked(ctx context.Context, wait bool, m *Message, d int64) error {
 	lifecycle := m.signal.IsLifecycle()
 	for {
 		if mb.closed {
@@ -358,7 +359,7 @@ func (mb *Mailbox) waitRoomLocked(ctx context.Context, m *Message, d int64) erro
 		if mb.sweepDueLocked() && mb.n < mb.capacity {
 			return nil
 		}
-		if ctx == nil {
+		if !wait {
 			return fmt.Errorf("%w: message %s not sent", mb.fullErr, m.id)
 		}
 		if err := ctx.Err(); err != nil {

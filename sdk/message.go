@@ -257,12 +257,6 @@ func (m *Message) IsExpired() bool {
 	return d != 0 && clockNow() >= d
 }
 
-// expiredAt reports whether m's deadline is at or before now.
-func (m *Message) expiredAt(now int64) bool {
-	d := m.deadline.Load()
-	return d != 0 && now >= d
-}
-
 // Size returns the message's size in bytes: payload plus ID, sender,
 // correlation ID and reply-to. Mailboxes compare it with MaxMessageSize.
 func (m *Message) Size() int { return int(m.size) }
