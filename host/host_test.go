@@ -388,7 +388,7 @@ func TestVigilErrorsNameTheFileAndLine(t *testing.T) {
 		"not a vigil plugin": {"run", worker(`plugin = "` + notPlugin + `"`),
 			[]string{"app.hcl:2", notPlugin, "handshake", "sdk.Serve"}},
 		"checksum mismatch": {"run", worker(`plugin = "{P}/echo"` + "\n    sha256 = \"" + strings.Repeat("ab", 32) + `"`),
-			[]string{"app.hcl:2", pluginDir + "/echo", "sha256", "refusing to start"}},
+			[]string{"app.hcl:2", pluginDir() + "/echo", "sha256", "refusing to start"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -7,104 +7,41 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.uber.org/goleak"
 
 	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // Built once by TestMain: the vigil binary and the real plugins.
 var (
-	binDir    string // holds vigil
-	pluginDir string // holds echo, ticker, flaky, counter, producer
+	binDir string // holds vigil, and the plugins in p/
 )
 
 func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	plugintest.MainWithBinaries(m, &binDir,
+		plugintest.Build{Out: "p/", Pkgs: []string{"../plugins/echo", "../plugins/ticker", "../plugins/flaky", "../plugins/counter", "../plugins/producer", "./testdata/rawbench"}},
+		plugintest.Build{Out: "vigil", Pkgs: []string{"./cmd/vigil"}},
+	)
 }
 
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "vht-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	binDir, pluginDir = dir, filepath.Join(dir, "p")
-	if err := os.Mkdir(pluginDir, 0o755); err != nil {
-		return 1, err
-	}
-	for _, b := range [][]string{
-		{"-o", pluginDir + "/", "../plugins/echo", "../plugins/ticker", "../plugins/flaky", "../plugins/counter", "../plugins/producer", "./testdata/rawbench"},
-		{"-o", filepath.Join(binDir, "vigil"), "./cmd/vigil"},
-	} {
-		if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {
-			return 1, fmt.Errorf("go build %v: %v\n%s", b, err, out)
-		}
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			return 1, fmt.Errorf("goroutine leak: %v", err)
-		}
-		if pids := pluginProcs(); len(pids) > 0 {
-			return 1, fmt.Errorf("plugin processes left behind: %v", pids)
-		}
-	}
-	return code, nil
-}
+// pluginDir returns the directory of the plugins built by TestMain.
+func pluginDir() string { return filepath.Join(binDir, "p") }
 
-// pluginProcs lists live (non-zombie) processes running a binary from pluginDir.
-func pluginProcs() []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !strings.HasPrefix(string(cmdline), pluginDir+"/") {
-			continue
-		}
-		if alive(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+// pluginProcs lists live (non-zombie) processes running a built plugin.
+func pluginProcs() []int { return plugintest.Procs(pluginDir()) }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && !strings.HasPrefix(string(stat[i+1:]), " Z")
-}
+func alive(pid int) bool { return plugintest.Alive(pid) }
 
-// eventually polls cond every 10 ms until it holds or d elapses.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline, not synchronisation
-	}
+	plugintest.Eventually(t, d, what, cond)
 }
 
 // noPluginProcsLeft waits until no plugin process runs.
@@ -117,7 +54,7 @@ func noPluginProcsLeft(t *testing.T) {
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "app.hcl")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "{P}", pluginDir)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "{P}", pluginDir())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

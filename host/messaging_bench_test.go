@@ -101,7 +101,7 @@ func startRaw(b *testing.B) *rawBench {
 	streams := make(chan *protocol.HostStream, 1)
 	release := make(chan struct{})
 	child := process.New(process.Spec{
-		ID: "raw", Path: pluginDir + "/rawbench", TempDir: shortTempDir(b),
+		ID: "raw", Path: pluginDir() + "/rawbench", TempDir: shortTempDir(b),
 		Mailbox: func(uint64) protocol.MailboxHandler {
 			return func(ctx context.Context, s *protocol.HostStream) error {
 				streams <- s

@@ -72,7 +72,7 @@ func writeConfigTB(t testing.TB, body string) string {
 	t.Helper()
 	dir := t.TempDir()
 	path := dir + "/app.hcl"
-	if err := writeFile(path, strings.ReplaceAll(body, "{P}", pluginDir)); err != nil {
+	if err := writeFile(path, strings.ReplaceAll(body, "{P}", pluginDir())); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -17,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/vigil-run/vigil/examples/vigilant_server/loadgen"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // binDir holds vigil, server and handler, built once by TestMain (without
@@ -27,76 +26,27 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "vse-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	for _, b := range [][]string{
-		{"-o", dir + "/", "./server", "./handler"},
-		{"-o", filepath.Join(dir, "vigil"), "../../host/cmd/vigil"},
-	} {
-		if out, err := exec.Command("go", append([]string{"build"}, b...)...).CombinedOutput(); err != nil {
-			return 1, fmt.Errorf("go build %v: %v\n%s", b, err, out)
-		}
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			return 1, fmt.Errorf("goroutine leak: %v", err)
-		}
-		if pids := procsOf("server", "handler", "vigil"); len(pids) > 0 {
-			return 1, fmt.Errorf("processes left behind: %v", pids)
-		}
-	}
-	return code, nil
+	plugintest.MainWithBinaries(m, &binDir,
+		plugintest.Build{Pkgs: []string{"./server", "./handler"}},
+		plugintest.Build{Out: "vigil", Pkgs: []string{"../../host/cmd/vigil"}})
 }
 
 // procsOf lists live (non-zombie) processes running one of the named
 // binaries of binDir.
 func procsOf(names ...string) []int {
-	ents, _ := os.ReadDir("/proc")
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range plugintest.Procs(binDir) {
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || filepath.Dir(exe) != binDir || !slices.Contains(names, filepath.Base(exe)) {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && !bytes.HasPrefix(stat[i+1:], []byte(" Z")) {
+		if err == nil && slices.Contains(names, filepath.Base(exe)) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
-// eventually polls cond every 10 ms until it holds or d elapses.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline, not synchronisation
-	}
+	plugintest.Eventually(t, d, what, cond)
 }
 
 // app is a running vigil with the example's workers.

@@ -2,89 +2,29 @@ package process
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.uber.org/goleak"
+
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // pluginDir holds the real plugins, built once by TestMain.
 var pluginDir string
 
 func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	plugintest.MainWithBinaries(m, &pluginDir,
+		plugintest.Build{Pkgs: []string{"../../plugins/echo", "../../plugins/ticker", "../../plugins/flaky"}})
 }
 
-func testMain(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "vpt-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(dir)
-	pluginDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../../plugins/echo", "../../plugins/ticker", "../../plugins/flaky")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("building the plugins: %v\n%s", err, out)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			return 1, fmt.Errorf("goroutine leak: %v", err)
-		}
-		if pids := pluginProcs(dir); len(pids) > 0 {
-			return 1, fmt.Errorf("plugin processes left behind: %v", pids)
-		}
-	}
-	return code, nil
-}
-
-// plugin returns the path of a built plugin.
+// pluginPath returns the path of a built plugin.
 func pluginPath(name string) string { return filepath.Join(pluginDir, name) }
 
-// pluginProcs lists live (non-zombie) processes whose executable lies under dir.
-func pluginProcs(dir string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !strings.HasPrefix(string(cmdline), dir) {
-			continue
-		}
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && !strings.HasPrefix(string(stat[i+1:]), " Z")
-}
+func alive(pid int) bool { return plugintest.Alive(pid) }
 
 // testLogger logs to the test.
 func testLogger(t testing.TB) hclog.Logger {
