@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
 .DEFAULT_GOAL := help
-.PHONY: help build plugins test bench run lint generate clean
+.PHONY: help build plugins test bench soak run lint generate clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,9 +29,21 @@ test: ## vet, then all tests with the race detector
 	@echo "==> go test -race"
 	@$(GO) test $(GOFLAGS_TEST) ./...
 
-bench: ## run every benchmark against its baseline
-	@echo "==> go test -bench (count=$(BENCHCOUNT), benchtime=$(BENCHTIME))"
-	@$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./...
+bench: ## run every benchmark against its baseline (a few minutes): table to bench.md, raw output to bench.txt
+	@echo "==> go test -bench ./sdk/: mailbox, ping-pong, restart (count=$(BENCHCOUNT), benchtime=$(BENCHTIME))"
+	@{ $(GO) test -run '^$$' -bench 'SendRecv|PingPong|RestartLatency' -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee bench.txt
+	@echo "==> go test -bench ./host/: bridge vs raw go-plugin stream (count=$(BENCHCOUNT), benchtime=6x)"
+	@{ $(GO) test -run '^$$' -bench 'BridgeVsRaw' -count $(BENCHCOUNT) -benchtime 6x ./host/ 2>&1 || echo "FAIL: go test ./host/ exited $$?"; } | tee -a bench.txt
+	@echo "==> go test -bench ./host/process/: crash to serving (count=$(or $(BENCHPROCCOUNT),5), $(or $(BENCHKILLS),100) kills each)"
+	@{ $(GO) test -run '^$$' -bench 'CrashToServing' -count $(or $(BENCHPROCCOUNT),5) -benchtime $(or $(BENCHKILLS),100)x ./host/process/ 2>&1 || echo "FAIL: go test ./host/process/ exited $$?"; } | tee -a bench.txt
+	@echo "==> go test -bench ./host/process/: host memory per worker (count=$(or $(BENCHPROCCOUNT),5))"
+	@{ $(GO) test -run '^$$' -bench 'HostMemoryPerWorker' -count $(or $(BENCHPROCCOUNT),5) -benchtime 1x ./host/process/ 2>&1 || echo "FAIL: go test ./host/process/ exited $$?"; } | tee -a bench.txt
+	@echo "==> benchtable: medians of bench.txt -> bench.md"
+	@$(GO) run ./host/cmd/benchtable -o bench.md bench.txt
+
+soak: ## chaos soak: SIGKILL random workers under traffic for 60s (make test runs 8s)
+	@echo "==> go test -race -run TestChaosSoak -soak 60s ./host/"
+	@$(GO) test -race -count=1 -run TestChaosSoak -timeout 10m -v ./host/ -soak 60s
 
 run: build ## build, then run config.hcl with bin/vigil (Ctrl-C stops it)
 	@echo "==> running $(BIN)/vigil run config.hcl (Ctrl-C stops it)"

@@ -195,7 +195,7 @@ func BenchmarkHostMemoryPerWorker(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	inc.Stop(ctx)
 	cancel()
-	for _, n := range []int{1, 50} {
+	for _, n := range []int{1, 50, 200} {
 		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
 			var kb, gor float64
 			for b.Loop() {
