@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -129,7 +130,9 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	if err != nil {
 		return fail(err)
 	}
-	env := baseEnv()
+	// The plugin exits by itself when this PID is gone, even if it was
+	// reparented before it could watch its parent.
+	env := append(baseEnv(), protocol.EnvHostPID+"="+strconv.Itoa(os.Getpid()))
 	if s.LogLevel != "" {
 		env = append(env, protocol.EnvLogLevel+"="+s.LogLevel)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,6 +63,9 @@ func TestExplicitEnvironmentAndPriority(t *testing.T) {
 	}
 	if _, ok := env["VIGIL_HOST_ONLY"]; ok {
 		t.Errorf("host-only variable leaked into the worker's env")
+	}
+	if env["VIGIL_HOST_PID"] != strconv.Itoa(os.Getpid()) {
+		t.Errorf("worker env VIGIL_HOST_PID=%q, want the host's pid %d", env["VIGIL_HOST_PID"], os.Getpid())
 	}
 	if env["PATH"] == "" {
 		t.Errorf("PATH missing from the worker's env")
