@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
@@ -112,7 +113,18 @@ func (r *procRunner) own(started chan<- error) {
 	r.waitErr = err
 	r.mu.Unlock()
 	close(r.exited)
+	// go-plugin waits for EOF on both pipes before it calls Wait. A process
+	// that left the group (setsid) may still hold them open: give the last
+	// lines a moment, then close our read ends so nothing waits for it.
+	time.AfterFunc(pipeGrace, func() {
+		r.stdoutR.Close()
+		r.stderrR.Close()
+	})
 }
+
+// pipeGrace is how long the output pipes stay open after the worker was
+// reaped, for lines still buffered in them.
+const pipeGrace = 2 * time.Second
 
 // signal sends sig to the process group unless the process was reaped.
 func (r *procRunner) signal(sig syscall.Signal) {

@@ -26,6 +26,9 @@
 //	hang_on_stop  works, but ignores the host's stop (must be killed)
 //	leak          grows its RSS by leak_mb_per_sec MiB every second
 //	unhealthy     runs, but its health check fails from `after` on
+//	orphan        after `after`, starts `sleep 60` in a new session that
+//	              keeps the plugin's stderr open, then exits 1: the host
+//	              must not wait for that pipe to close
 //
 // start_delay delays the moment the host learns the worker has started, so
 // it exercises the host's start timeout.
@@ -36,6 +39,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,11 +62,12 @@ type config struct {
 	StartDelay   sdk.Duration `json:"start_delay"`
 	LeakMBPerSec int          `json:"leak_mb_per_sec"`
 	LeakMaxMB    int          `json:"leak_max_mb"`
+	OrphanPID    string       `json:"orphan_pid_file"`
 }
 
 var modes = map[string]bool{
 	"run": true, "ok_exit": true, "fail": true, "fail_start": true, "panic": true, "exit": true,
-	"segfault": true, "hang_on_stop": true, "leak": true, "unhealthy": true,
+	"segfault": true, "hang_on_stop": true, "leak": true, "unhealthy": true, "orphan": true,
 }
 
 type worker struct {
@@ -127,6 +133,22 @@ func (w *worker) Run(ctx context.Context, rt *sdk.Runtime) error {
 	case "exit":
 		log.Warn("calling os.Exit as configured", "code", cfg.Code)
 		os.Exit(cfg.Code)
+	case "orphan":
+		// fd 2 is the pipe the host reads (go-plugin's Serve replaced only
+		// the os.Stderr variable); the orphan inherits it.
+		cmd := exec.Command("sleep", "60")
+		cmd.Stderr = os.NewFile(2, "stderr")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("flaky: starting the orphan: %w", err)
+		}
+		if cfg.OrphanPID != "" {
+			if err := os.WriteFile(cfg.OrphanPID, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+				return fmt.Errorf("flaky: %w", err)
+			}
+		}
+		log.Warn("left an orphan holding stderr; exiting as configured", "orphan_pid", cmd.Process.Pid)
+		os.Exit(1)
 	case "segfault":
 		log.Warn("writing to a protected page as configured")
 		page, err := syscall.Mmap(-1, 0, os.Getpagesize(), syscall.PROT_NONE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
