@@ -30,6 +30,7 @@ type Child struct {
 	logger  hclog.Logger
 	starts  atomic.Uint64
 	current atomic.Pointer[Incarnation]
+	killed  atomic.Bool // Kill was called: no more starts, no graceful stops
 }
 
 var _ sdk.Child = (*Child)(nil)
@@ -115,6 +116,9 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	fail := func(err error) (sdk.Incarnation, error) {
 		return nil, &StartError{Worker: s.ID, Origin: s.Origin, Err: err}
 	}
+	if c.killed.Load() {
+		return fail(errKilled)
+	}
 	if err := Check(s); err != nil {
 		return fail(err)
 	}
@@ -157,7 +161,8 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
 	})
 	inc := &Incarnation{
-		spec: s, n: n, logger: c.logger, client: client, runner: r,
+		killed: &c.killed,
+		spec:   s, n: n, logger: c.logger, client: client, runner: r,
 		dir: dir, stderr: stderr, done: make(chan struct{}), clientClosed: make(chan struct{}),
 	}
 	startCtx, cancel := context.WithTimeout(ctx, s.StartTimeout)
@@ -233,6 +238,9 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 		go inc.watchMemory()
 	}
 	c.current.Store(inc)
+	if c.killed.Load() { // Kill raced with this start
+		inc.runner.signal(syscall.SIGKILL)
+	}
 	if s.HealthCheckFailures == 0 {
 		return unchecked{inc}, nil
 	}
@@ -240,13 +248,19 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 }
 
 // Kill SIGKILLs the process group of the current incarnation, if one runs,
-// without waiting. The incarnation then ends as a crash. It is for an
-// impatient shutdown (a second Ctrl-C); safe for concurrent use.
+// without waiting, and is final: later Starts fail and Stops kill at once
+// instead of asking the worker to stop. The incarnation then ends as a
+// crash. It is for an impatient shutdown (a second Ctrl-C); safe for
+// concurrent use.
 func (c *Child) Kill() {
+	c.killed.Store(true)
 	if inc := c.current.Load(); inc != nil {
 		inc.runner.signal(syscall.SIGKILL)
 	}
 }
+
+// errKilled refuses starts after [Child.Kill].
+var errKilled = errors.New("the host is killing every worker; not starting it again")
 
 // Current returns the last incarnation started (which may have ended), or
 // nil before the first start. Safe for concurrent use.

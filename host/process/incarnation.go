@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 // [sdk.Incarnation] and [sdk.HealthChecker]; its methods are safe for
 // concurrent use.
 type Incarnation struct {
+	killed *atomic.Bool // the Child's: set by Child.Kill
 	spec   Spec
 	n      uint64
 	logger hclog.Logger
@@ -164,6 +166,11 @@ func (i *Incarnation) Stop(ctx context.Context) error {
 	case <-i.done:
 		return nil
 	default:
+	}
+	if i.killed.Load() { // the host is going down at once: no graceful stop
+		i.runner.signal(syscall.SIGKILL)
+		<-i.done
+		return nil
 	}
 	gctx := ctx
 	var grace time.Duration

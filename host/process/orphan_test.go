@@ -1,6 +1,8 @@
 package process
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-run/vigil/sdk"
 )
 
 func TestExitIsReportedWhileAnOrphanHoldsStderr(t *testing.T) {
@@ -30,5 +34,19 @@ func TestExitIsReportedWhileAnOrphanHoldsStderr(t *testing.T) {
 	}
 	if _, err := os.Stat(pidFile); err != nil {
 		t.Fatalf("the orphan was never started: %v", err)
+	}
+}
+
+func TestKillIsFinal(t *testing.T) {
+	c, i := start(t, flaky("doomed", `{"mode":"hang_on_stop"}`))
+	c.Kill()
+	waitDone(t, i, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if inc, err := c.Start(ctx); err == nil {
+		_ = inc.Stop(ctx)
+		t.Fatal("Start after Kill succeeded; the host is going down and must not start workers")
+	} else if !errors.Is(err, sdk.ErrStartFailed) || !strings.Contains(err.Error(), "killing") {
+		t.Fatalf("Start after Kill = %v", err)
 	}
 }
