@@ -31,6 +31,48 @@ type Child struct {
 	starts  atomic.Uint64
 	current atomic.Pointer[Incarnation]
 	killed  atomic.Bool // Kill was called: no more starts, no graceful stops
+	// pinned is the identity of the binary file whose SHA256 pin was last
+	// verified, so a restart does not hash an unchanged file again.
+	pinned atomic.Pointer[fileID]
+}
+
+// fileID identifies a file's content without reading it: any write, rename
+// or chmod changes the inode or the ctime, and ctime cannot be set by hand.
+type fileID struct {
+	dev, ino  uint64
+	size      int64
+	ctimeSec  int64
+	ctimeNsec int64
+}
+
+func statID(path string) (fileID, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, ctimeSec: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}, true
+}
+
+// check is [Check] for a start: a pinned binary is hashed again only when
+// the file changed since its last successful check.
+func (c *Child) check() error {
+	s := c.spec
+	if len(s.SHA256) == 0 {
+		return Check(s)
+	}
+	id, ok := statID(s.Path)
+	if ok {
+		if v := c.pinned.Load(); v != nil && *v == id {
+			return nil
+		}
+	}
+	if err := Check(s); err != nil {
+		return err
+	}
+	if ok {
+		c.pinned.Store(&id)
+	}
+	return nil
 }
 
 var _ sdk.Child = (*Child)(nil)
@@ -119,7 +161,7 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	if c.killed.Load() {
 		return fail(errKilled)
 	}
-	if err := Check(s); err != nil {
+	if err := c.check(); err != nil {
 		return fail(err)
 	}
 	base := s.TempDir

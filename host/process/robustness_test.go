@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -48,5 +49,46 @@ func TestKillIsFinal(t *testing.T) {
 		t.Fatal("Start after Kill succeeded; the host is going down and must not start workers")
 	} else if !errors.Is(err, sdk.ErrStartFailed) || !strings.Contains(err.Error(), "killing") {
 		t.Fatalf("Start after Kill = %v", err)
+	}
+}
+
+func TestPinIsCheckedAgainWhenTheBinaryIsReplaced(t *testing.T) {
+	raw, err := os.ReadFile(pluginPath("echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "echo")
+	if err := os.WriteFile(bin, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	c, i := start(t, Spec{ID: "pinned", Path: bin, SHA256: sum[:]})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := i.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// An unchanged file starts again (from the cached verification).
+	inc, err := c.Start(ctx)
+	if err != nil {
+		t.Fatalf("second start of the unchanged pinned binary: %v", err)
+	}
+	if err := inc.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Deploy another binary by write-then-rename: the pin must refuse it.
+	other := filepath.Join(dir, "echo.new")
+	if err := os.WriteFile(other, append(raw, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, bin); err != nil {
+		t.Fatal(err)
+	}
+	if inc, err := c.Start(ctx); err == nil {
+		_ = inc.Stop(ctx)
+		t.Fatal("a replaced binary started despite the sha256 pin")
+	} else if !errors.Is(err, ErrChecksumMismatch) {
+		t.Fatalf("Start of a replaced binary = %v, want ErrChecksumMismatch", err)
 	}
 }
