@@ -191,6 +191,13 @@ func (h *Host) Root() *sdk.Supervisor { return h.root }
 // Worker returns the process child of a worker ID, or nil.
 func (h *Host) Worker(id string) *process.Child { return h.workers[id] }
 
+// WorkerIDs returns every worker ID in start order (a new slice).
+func (h *Host) WorkerIDs() []string { return append([]string(nil), h.order...) }
+
+// Supervisors returns every supervisor of the tree, the root first, each
+// before its nested supervisors (a new slice).
+func (h *Host) Supervisors() []*sdk.Supervisor { return append([]*sdk.Supervisor(nil), h.sups...) }
+
 // Serve starts the tree (workers in file order) and supervises it until ctx
 // is done, then stops everything in reverse order, each worker within its
 // shutdown timeout (graceful Stop RPC, then SIGTERM, then SIGKILL of its

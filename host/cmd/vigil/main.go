@@ -1,8 +1,13 @@
 // Command vigil runs an app definition: every worker of an HCL config file
 // as its own plugin process, supervised by strategy, intensity and backoff.
 //
-//	vigil run [config.hcl]      run the app (default ./config.hcl) until Ctrl-C
-//	vigil validate config.hcl   check the file; print OK or every problem
+//	vigil run [--control PATH] [config.hcl]   run the app (default ./config.hcl) until Ctrl-C
+//	vigil validate config.hcl                 check the file; print OK or every problem
+//	vigil status|start|stop|restart|send|deadletters …   operate the running host
+//
+// `vigil run` serves a control API on a unix socket (mode 0600): --control
+// PATH, default "<config dir>/.<config name>.vigil.sock" (see
+// control.SocketPath). The control commands connect to it.
 //
 // Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stops the tree gracefully
 // in reverse start order, each worker within its shutdown_timeout (Stop RPC,
@@ -23,11 +28,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/vigil-run/vigil/host"
 	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/host/control"
 	"github.com/vigil-run/vigil/sdk"
 )
 
@@ -67,8 +74,9 @@ func main() {
 }
 
 const usage = `usage:
-  vigil run [config.hcl]      run the app (default ./config.hcl) until Ctrl-C
-  vigil validate config.hcl   check a config file and print OK or its problems`
+  vigil run [--control PATH] [config.hcl]     run the app (default ./config.hcl) until Ctrl-C
+  vigil validate config.hcl                   check a config file and print OK or its problems
+` + control.Usage
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -76,6 +84,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
+		var sock string
+		if len(rest) >= 2 && (rest[0] == "--control" || rest[0] == "-control") {
+			sock, rest = rest[1], rest[2:]
+		} else if len(rest) >= 1 && (strings.HasPrefix(rest[0], "--control=") || strings.HasPrefix(rest[0], "-control=")) {
+			sock, rest = rest[0][strings.Index(rest[0], "=")+1:], rest[1:]
+		}
 		if len(rest) > 1 {
 			return fmt.Errorf("run takes at most one config file\n%s", usage)
 		}
@@ -83,7 +97,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if len(rest) == 1 {
 			path = rest[0]
 		}
-		return runApp(path, stderr)
+		if sock == "" {
+			sock = control.SocketPath(path)
+		}
+		return runApp(path, sock, stderr)
 	case "validate":
 		if len(rest) != 1 {
 			return fmt.Errorf("validate takes exactly one config file\n%s", usage)
@@ -97,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	default:
+		if slices.Contains(control.Commands, cmd) {
+			return control.Run(context.Background(), cmd, rest, stdout)
+		}
 		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 	}
 }
@@ -111,7 +131,7 @@ func load(path string, w io.Writer) (*config.App, error) {
 	return app, nil
 }
 
-func runApp(path string, stderr io.Writer) error {
+func runApp(path, sock string, stderr io.Writer) error {
 	app, err := load(path, stderr)
 	if err != nil {
 		return err
@@ -120,6 +140,12 @@ func runApp(path string, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{exitFailure, fmt.Errorf("cannot run %s:\n%w", path, err)}
 	}
+	ctl, err := control.Listen(sock, h, path)
+	if err != nil {
+		return &exitError{exitFailure, err}
+	}
+	defer ctl.Close()
+	h.Logger().Info("control API listening", "socket", sock)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)

@@ -1,0 +1,130 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Client talks to a host's control socket. Create it with [NewClient].
+// Safe for concurrent use.
+type Client struct {
+	path   string
+	config string // for error messages; may be empty
+	hc     *http.Client
+}
+
+// NewClient returns a client for the control socket at path. config names
+// the config file in the "no host running" error (may be empty). It does
+// not connect.
+func NewClient(path, config string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}
+	return &Client{path: path, config: config, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil). It
+// blocks up to 30 s. Errors wrap [ErrNoHost] when nobody listens on the
+// socket; a server error is returned with its message.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://vigil"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if isNoHost(err) {
+			cfg := c.config
+			if cfg == "" {
+				cfg = "this config"
+			}
+			return fmt.Errorf("%w for %s (socket %s): start it with `vigil run %s`", ErrNoHost, cfg, c.path, cfg)
+		}
+		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("control socket %s: %s", c.path, resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("control socket %s: bad answer: %w", c.path, err)
+		}
+	}
+	return nil
+}
+
+// Status returns the host's supervision tree. See [Client.do] for errors.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Action starts, stops or restarts a worker ("start", "stop", "restart").
+// It blocks until the supervisor has done it.
+func (c *Client) Action(ctx context.Context, action, worker string) error {
+	return c.do(ctx, http.MethodPost, "/v1/workers/"+url.PathEscape(worker)+"/"+url.PathEscape(action), struct{}{}, nil)
+}
+
+// Send queues a message in a worker's (or pool's) mailbox and returns its
+// ID.
+func (c *Client) Send(ctx context.Context, worker string, req SendRequest) (string, error) {
+	var res SendResult
+	if err := c.do(ctx, http.MethodPost, "/v1/workers/"+url.PathEscape(worker)+"/send", req, &res); err != nil {
+		return "", err
+	}
+	return res.ID, nil
+}
+
+// DeadLetters lists a mailbox's dead letters, oldest first.
+func (c *Client) DeadLetters(ctx context.Context, worker string) ([]DeadLetter, error) {
+	var out []DeadLetter
+	if err := c.do(ctx, http.MethodGet, "/v1/workers/"+url.PathEscape(worker)+"/deadletters", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Replay puts dead letter id back in worker's mailbox.
+func (c *Client) Replay(ctx context.Context, worker, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/workers/"+url.PathEscape(worker)+"/deadletters/"+url.PathEscape(id)+"/replay", struct{}{}, nil)
+}
+
+// Discard deletes dead letter id of worker's mailbox.
+func (c *Client) Discard(ctx context.Context, worker, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(worker)+"/deadletters/"+url.PathEscape(id), nil, nil)
+}

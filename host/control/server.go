@@ -1,0 +1,400 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vigil-run/vigil/host"
+	"github.com/vigil-run/vigil/sdk"
+)
+
+// Server serves the control API of one host on a unix socket. Create it
+// with [Listen]; stop it with [Server.Close]. Safe for concurrent use.
+type Server struct {
+	h      *host.Host
+	path   string
+	config string
+	ln     net.Listener
+	srv    *http.Server
+	done   chan struct{}
+
+	mu     sync.Mutex
+	hashes map[string]hashEntry // plugin path → checksum
+}
+
+type hashEntry struct {
+	mtime time.Time
+	size  int64
+	sum   string
+}
+
+// Listen creates the control socket at path (mode 0600) and serves h's
+// control API on it in the background. config is the config file shown by
+// status. A stale socket file (nobody listening) is replaced. It does not
+// block. It returns an error wrapping [ErrHostRunning] when a live host
+// already listens at path, or the listen error.
+func Listen(path string, h *host.Host, config string) (*Server, error) {
+	if _, err := os.Lstat(path); err == nil {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w on control socket %s: stop it first, or give this one another socket with --control PATH", ErrHostRunning, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: removing stale socket: %w", path, err)
+		}
+	}
+	// The socket is created 0600 (umask 0177 for the one bind), so there is
+	// no moment at which others could connect; the chmod below makes sure
+	// of it whatever the umask did. Listen runs before any worker starts,
+	// so no other file is being created meanwhile.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), hashes: map[string]hashEntry{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("POST /v1/workers/{id}/{action}", s.action)
+	mux.HandleFunc("GET /v1/workers/{id}/deadletters", s.deadLetters)
+	mux.HandleFunc("POST /v1/workers/{id}/deadletters/{dl}/replay", s.replay)
+	mux.HandleFunc("DELETE /v1/workers/{id}/deadletters/{dl}", s.discard)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Path returns the socket path.
+func (s *Server) Path() string { return s.path }
+
+// Close stops serving, waits up to 2 s for requests in progress, and
+// removes the socket file. It blocks until the server goroutine ended.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = s.srv.Close()
+	}
+	<-s.done
+	_ = os.Remove(s.path)
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, errorBody{Error: err.Error()})
+}
+
+// worker checks id names a worker; otherwise it answers 404 listing the
+// known workers.
+func (s *Server) worker(w http.ResponseWriter, id string) bool {
+	if s.h.Worker(id) != nil {
+		return true
+	}
+	writeErr(w, http.StatusNotFound, fmt.Errorf("%w: %q; known workers: %s", sdk.ErrWorkerNotFound, id, strings.Join(s.h.WorkerIDs(), ", ")))
+	return false
+}
+
+// owner returns the supervisor that has id as a child.
+func (s *Server) owner(id string) *sdk.Supervisor {
+	for _, sup := range s.h.Supervisors() {
+		if _, err := sup.FindChild(id); err == nil {
+			return sup
+		}
+	}
+	return nil
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st := Status{PID: os.Getpid(), Config: s.config}
+	sups := map[string]*sdk.Supervisor{}
+	for _, sup := range s.h.Supervisors() {
+		sups[sup.Name()] = sup
+	}
+	root := s.h.Root()
+	st.Nodes = append(st.Nodes, Node{Kind: KindSupervisor, ID: root.Name(), State: supState(root), Restarts: root.Stats().TotalRestarts})
+	s.walk(&st, root, root.Name(), 1, sups)
+	writeJSON(w, http.StatusOK, st)
+}
+
+func supState(sup *sdk.Supervisor) string {
+	select {
+	case <-sup.Done():
+		return "stopped"
+	default:
+	}
+	if sup.Stats().Uptime > 0 {
+		return "running"
+	}
+	return "stopped"
+}
+
+func (s *Server) walk(st *Status, sup *sdk.Supervisor, path string, depth int, sups map[string]*sdk.Supervisor) {
+	now := time.Now()
+	for _, c := range sup.Stats().Children {
+		n := Node{ID: c.ID, Supervisor: path, Depth: depth, State: c.State.String(), PID: c.PID, Restarts: c.Restarts}
+		if c.LastError != nil {
+			n.LastExit = c.LastError.Error()
+		}
+		if c.State == sdk.ChildRunning && !c.StartedAt.IsZero() {
+			n.Uptime = Duration(now.Sub(c.StartedAt).Truncate(time.Millisecond))
+		}
+		pc := s.h.Worker(c.ID)
+		if pc == nil {
+			n.Kind = KindSupervisor
+			n.PID = 0
+			st.Nodes = append(st.Nodes, n)
+			if nested := sups[c.ID]; nested != nil {
+				s.walk(st, nested, path+"/"+c.ID, depth+1, sups)
+			}
+			continue
+		}
+		n.Kind = KindWorker
+		if c.State != sdk.ChildRunning {
+			n.PID = 0
+		}
+		if mb, ok := s.h.Mailbox(c.ID); ok {
+			mb.SweepExpired() // nothing else may look at a stopped worker's queue
+			ms := mb.Stats()
+			n.Mailbox, n.InFlight, n.DeadLetters = ms.Len, ms.InFlight, ms.DeadLetters
+		}
+		if n.PID > 0 {
+			n.RSSBytes = rss(n.PID)
+		}
+		n.Plugin = pc.Spec().Path
+		n.SHA256 = s.checksum(n.Plugin)
+		st.Nodes = append(st.Nodes, n)
+	}
+}
+
+// checksum returns the sha256 of the file at path, cached by path, size
+// and modification time ("" if unreadable).
+func (s *Server) checksum(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	s.mu.Lock()
+	e, ok := s.hashes[path]
+	s.mu.Unlock()
+	if ok && e.mtime.Equal(fi.ModTime()) && e.size == fi.Size() {
+		return e.sum
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	s.mu.Lock()
+	s.hashes[path] = hashEntry{mtime: fi.ModTime(), size: fi.Size(), sum: sum}
+	s.mu.Unlock()
+	return sum
+}
+
+// rss reads VmRSS of a process from /proc (0 if unknown).
+func rss(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) == 0 {
+				return 0
+			}
+			kb, err := strconv.ParseInt(fields[0], 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func (s *Server) action(w http.ResponseWriter, r *http.Request) {
+	id, action := r.PathValue("id"), r.PathValue("action")
+	if action == "send" {
+		s.send(w, r, id)
+		return
+	}
+	if !slices.Contains([]string{"start", "stop", "restart"}, action) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("unknown action %q (start, stop, restart, send)", action))
+		return
+	}
+	if !s.worker(w, id) {
+		return
+	}
+	sup := s.owner(id)
+	if sup == nil {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("%w: %q has no supervisor", sdk.ErrWorkerNotFound, id))
+		return
+	}
+	cs, _ := sup.FindChild(id)
+	var err error
+	switch action {
+	case "stop":
+		if cs.State == sdk.ChildStopped {
+			writeErr(w, http.StatusConflict, fmt.Errorf("worker %q is already stopped", id))
+			return
+		}
+		err = sup.TerminateChild(id)
+	case "start":
+		if cs.State == sdk.ChildRunning {
+			writeErr(w, http.StatusConflict, fmt.Errorf("worker %q is already running (pid %d); use `vigil restart %s`", id, cs.PID, id))
+			return
+		}
+		err = sup.RestartChild(id)
+	case "restart":
+		err = sup.RestartChild(id)
+	}
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, sdk.ErrNotStarted) {
+			code = http.StatusConflict
+		}
+		writeErr(w, code, fmt.Errorf("%s %s: %w", action, id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request, id string) {
+	if _, ok := s.h.Mailbox(id); !ok {
+		names := s.h.MailboxNames()
+		slices.Sort(names)
+		writeErr(w, http.StatusNotFound, fmt.Errorf("%w: %q; known workers and pools: %s", sdk.ErrWorkerNotFound, id, strings.Join(names, ", ")))
+		return
+	}
+	var req SendRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request: %w", err))
+		return
+	}
+	b := sdk.Msg(req.Payload).From("vigil-cli").TTL(time.Duration(req.TTL))
+	if req.Priority != "" {
+		p, err := sdk.ParsePriority(req.Priority)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		b = b.Priority(p)
+	}
+	if req.ID != "" {
+		b = b.ID(req.ID)
+	}
+	m, err := b.Build()
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.h.Send(r.Context(), id, m); err != nil {
+		writeErr(w, http.StatusConflict, fmt.Errorf("send to %s: %w", id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, SendResult{ID: m.ID()})
+}
+
+func (s *Server) mailbox(w http.ResponseWriter, id string) (*sdk.Mailbox, bool) {
+	mb, ok := s.h.Mailbox(id)
+	if !ok {
+		names := s.h.MailboxNames()
+		slices.Sort(names)
+		writeErr(w, http.StatusNotFound, fmt.Errorf("%w: %q; known workers and pools: %s", sdk.ErrWorkerNotFound, id, strings.Join(names, ", ")))
+	}
+	return mb, ok
+}
+
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+	mb, ok := s.mailbox(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	mb.SweepExpired() // list what has expired by now, even if nobody receives
+	out := []DeadLetter{}
+	for _, d := range mb.DeadLetters() {
+		m := d.Message
+		out = append(out, DeadLetter{ID: d.ID, MessageID: m.ID(), Sender: m.Sender(), Payload: m.PayloadString(),
+			Priority: m.Priority().String(), Reason: d.Reason, Detail: d.Detail, Poison: d.Poison, Attempts: m.Attempts(), At: d.At})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func dlCode(err error) int {
+	switch {
+	case errors.Is(err, sdk.ErrDeadLetterNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, sdk.ErrPoisonMessage), errors.Is(err, sdk.ErrMailboxFull), errors.Is(err, sdk.ErrDuplicateMessage), errors.Is(err, sdk.ErrInboxClosed):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
+	mb, ok := s.mailbox(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	if err := mb.Replay(r.PathValue("dl")); err != nil {
+		writeErr(w, dlCode(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) discard(w http.ResponseWriter, r *http.Request) {
+	mb, ok := s.mailbox(w, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	if err := mb.Discard(r.PathValue("dl")); err != nil {
+		writeErr(w, dlCode(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// isNoHost reports whether a dial error means nobody listens.
+func isNoHost(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)
+}
