@@ -179,7 +179,7 @@ func backoff(b config.Backoff) sdk.Backoff {
 	if b.Min == 0 && b.Max == 0 {
 		return sdk.NoBackoff
 	}
-	return sdk.Backoff{Min: b.Min, Max: max(b.Max, b.Min)}
+	return sdk.Backoff{Min: b.Min, Max: max(b.Max, b.Min), Jitter: b.Jitter}
 }
 
 // Logger returns the host's root logger.

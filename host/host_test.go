@@ -126,8 +126,9 @@ app "b" {
   worker "w" {
     plugin = "{P}/flaky"
     backoff {
-      min = "150ms"
-      max = "300ms"
+      min    = "150ms"
+      max    = "300ms"
+      jitter = 0
     }
     config {
       mode  = "exit"

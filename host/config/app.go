@@ -83,6 +83,9 @@ type HealthCheck struct {
 type Backoff struct {
 	Min time.Duration
 	Max time.Duration
+	// Jitter takes a random fraction, up to Jitter, off each delay (0 … 1),
+	// so that workers restarted together do not restart in lockstep.
+	Jitter float64
 }
 
 // Mailbox is the configuration of a worker's host-side mailbox.

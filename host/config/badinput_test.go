@@ -80,6 +80,7 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		"tiny number literal":       {w(p + "    config {\n      x = ‸1e-9999999\n    }"), []string{"Number out of range"}},
 		"number too large for int":  {"app \"a\" {\n  max_restarts = ‸1e30\n}\n", []string{`Invalid value for "max_restarts"`}},
 		"backoff min above max":     {w(p + "    backoff {\n      min = ‸\"2s\"\n      max = \"1s\"\n    }"), []string{"min (2s) must not exceed max (1s)"}},
+		"backoff jitter above 1":    {w(p + "    backoff {\n      jitter = ‸1.5\n    }"), []string{"use a number from 0 to 1 (got 1.5)"}},
 		"health timeout > interval": {w(p + "    health_check {\n      interval = \"1s\"\n      timeout = ‸\"2s\"\n    }"), []string{"must not exceed the interval"}},
 
 		// Durations and sizes.

@@ -50,8 +50,9 @@
 //	      failures = 3
 //	    }
 //	    backoff {
-//	      min = "100ms"
-//	      max = "10s"
+//	      min    = "100ms"
+//	      max    = "10s"
+//	      jitter = 0.2
 //	    }
 //	    mailbox {
 //	      capacity              = 100
@@ -117,6 +118,9 @@
 //	backoff { }       restart delay, doubling from min to max
 //	  min             duration ≥ 0                              preset
 //	  max             duration ≥ 0, ≥ min                       preset
+//	  jitter          0 … 1: up to this fraction is taken off   0.2
+//	                  each delay, so workers restarted together
+//	                  do not restart in lockstep
 //	mailbox { }
 //	  capacity              1 … 1000000 messages                preset
 //	  priority_queues       bool                                true

@@ -26,6 +26,7 @@ import (
 const (
 	DefaultStartTimeout        = 10 * time.Second // worker start_timeout
 	DefaultHealthFailures      = 3                // health_check failures
+	DefaultBackoffJitter       = 0.2              // backoff jitter
 	DefaultMaxHealthTimeout    = time.Second      // health_check timeout = min(interval, this)
 	DefaultMaxMessageSize      = 1 << 20          // mailbox max_message_size, bytes
 	DefaultMaxDeliveryAttempts = 5                // mailbox max_delivery_attempts
@@ -281,7 +282,7 @@ func (l *loader) worker(block *hcl.Block, c *hcl.BodyContent) *Worker {
 		ShutdownTimeout: pv.ShutdownTimeout,
 		StartTimeout:    DefaultStartTimeout,
 		Priority:        sdk.ProcessNormal,
-		Backoff:         Backoff{Min: pv.BackoffMin, Max: pv.BackoffMax},
+		Backoff:         Backoff{Min: pv.BackoffMin, Max: pv.BackoffMax, Jitter: DefaultBackoffJitter},
 		Mailbox: Mailbox{
 			Capacity:            pv.MailboxCapacity,
 			PriorityQueues:      true,
@@ -451,6 +452,19 @@ func (l *loader) backoff(attrs hcl.Attributes, def Backoff) Backoff {
 		b.Min, b.Max = minD, max(minD, def.Max)
 	case maxSet:
 		b.Min, b.Max = min(def.Min, maxD), maxD
+	}
+	b.Jitter = def.Jitter
+	if a := attrs["jitter"]; a != nil {
+		if v, ok := l.value(a, "jitter", cty.Number, "a fraction from 0 to 1, for example jitter = 0.2"); ok {
+			var j float64
+			if l.decode(a, "jitter", v, &j) {
+				if j < 0 || j > 1 {
+					l.errorf(a.Expr.Range(), "Invalid jitter", "jitter is the largest fraction taken off a delay: use a number from 0 to 1 (got %v).", j)
+				} else {
+					b.Jitter = j
+				}
+			}
+		}
 	}
 	return b
 }

@@ -109,12 +109,12 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 	simple := func(name, bin string) *Worker {
 		return &Worker{Name: name, IDs: []string{name}, Plugin: plugin(bin), Restart: sdk.Permanent,
 			ShutdownTimeout: dev.ShutdownTimeout, StartTimeout: 10 * time.Second, Priority: sdk.ProcessNormal,
-			Backoff: Backoff{Min: dev.BackoffMin, Max: dev.BackoffMax}, Mailbox: defaultMailbox}
+			Backoff: Backoff{Min: dev.BackoffMin, Max: dev.BackoffMax, Jitter: DefaultBackoffJitter}, Mailbox: defaultMailbox}
 	}
 	cache := simple("cache", "flaky")
 	cache.HealthCheck = &HealthCheck{Interval: dev.HealthCheckInterval, Timeout: time.Second, Failures: 3}
 	last := simple("last", "flaky")
-	last.Backoff = Backoff{Min: 3 * time.Second, Max: 3 * time.Second} // max follows a larger min
+	last.Backoff = Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Jitter: 0.5} // max follows a larger min
 
 	want := &App{
 		Name: "demo", File: path, Preset: sdk.PresetDevelopment, LogLevel: "info",
@@ -126,7 +126,7 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 				Priority: sdk.ProcessHigh, MaxMemory: 256 << 20,
 				SHA256:      mustHex("ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"),
 				HealthCheck: &HealthCheck{Interval: 2 * time.Second, Timeout: 500 * time.Millisecond, Failures: 4},
-				Backoff:     Backoff{Min: 200 * time.Millisecond, Max: 20 * time.Second},
+				Backoff:     Backoff{Min: 200 * time.Millisecond, Max: 20 * time.Second, Jitter: DefaultBackoffJitter},
 				Mailbox: Mailbox{Capacity: 64, PriorityQueues: false, DeadLetter: false, DefaultTTL: 30 * time.Second,
 					MaxMessageSize: 2 << 20, MaxDeliveryAttempts: 7},
 			}},
@@ -201,7 +201,7 @@ func TestLoadFillsDefaultsFromThePreset(t *testing.T) {
 				{"health interval", w.HealthCheck.Interval, pv.HealthCheckInterval},
 				{"health timeout", w.HealthCheck.Timeout, min(pv.HealthCheckInterval, time.Second)},
 				{"health failures", w.HealthCheck.Failures, 3},
-				{"backoff", w.Backoff, Backoff{Min: pv.BackoffMin, Max: pv.BackoffMax}},
+				{"backoff", w.Backoff, Backoff{Min: pv.BackoffMin, Max: pv.BackoffMax, Jitter: DefaultBackoffJitter}},
 				{"mailbox", w.Mailbox, Mailbox{Capacity: pv.MailboxCapacity, PriorityQueues: true, DeadLetter: true, MaxMessageSize: 1 << 20, MaxDeliveryAttempts: 5}},
 				{"restart", w.Restart, sdk.Permanent},
 				{"priority", w.Priority, sdk.ProcessNormal},

@@ -66,7 +66,7 @@ var (
 		hcl.BlockHeaderSchema{Type: blockConfig})
 
 	healthCheckSchema = schema([]string{"interval", "timeout", "failures"})
-	backoffSchema     = schema([]string{"min", "max"})
+	backoffSchema     = schema([]string{"min", "max", "jitter"})
 	mailboxSchema     = schema([]string{"capacity", "priority_queues", "dead_letter", "default_ttl",
 		"max_message_size", "max_delivery_attempts"})
 	// The config block is free-form: hcl.Body.JustAttributes, no schema.

@@ -66,7 +66,8 @@ app "demo" {
   worker "last" {
     plugin = "bin/plugins/flaky"
     backoff {
-      min = "3s"
+      min    = "3s"
+      jitter = 0.5
     }
   }
 }
