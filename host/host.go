@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,7 +27,7 @@ type Options struct {
 	Output io.Writer
 	// EventHook, when set, receives every lifecycle event of every
 	// supervisor of the tree (see [sdk.SupervisorOptions.EventHook]: it must
-	// not block).
+	// not block). It is called before the [Host.Subscribe] subscribers.
 	EventHook func(sdk.Event)
 	// TempDir is where per-incarnation socket directories are created.
 	// Default os.TempDir().
@@ -53,8 +54,86 @@ type Host struct {
 	workers map[string]*process.Child // by worker ID
 	order   []string                  // worker IDs in start order
 	bridge  *bridge
+	hook    func(sdk.Event) // Options.EventHook
 	mu      sync.Mutex
 	served  bool
+
+	subMu     sync.Mutex
+	subs      map[*Subscription]struct{}
+	subClosed bool // Serve returned: no more events
+}
+
+// Subscription receives the lifecycle events of a [Host] on a bounded
+// buffered channel; see [Host.Subscribe]. Safe for concurrent use.
+type Subscription struct {
+	h       *Host
+	c       chan sdk.Event
+	dropped atomic.Int64
+}
+
+// Events returns the channel of events. It is closed by
+// [Subscription.Close] or when the host's Serve returns.
+func (s *Subscription) Events() <-chan sdk.Event { return s.c }
+
+// TakeDropped returns how many events were dropped because the channel was
+// full since the last call, and resets the count. It does not block.
+func (s *Subscription) TakeDropped() int64 { return s.dropped.Swap(0) }
+
+// Close unsubscribes and closes the channel (if not closed yet). It does
+// not block and may be called more than once.
+func (s *Subscription) Close() {
+	s.h.subMu.Lock()
+	defer s.h.subMu.Unlock()
+	if _, ok := s.h.subs[s]; ok {
+		delete(s.h.subs, s)
+		close(s.c)
+	}
+}
+
+// Subscribe returns a new subscription to every lifecycle event of the
+// tree, with a channel buffering up to buffer events (at least 1). The
+// supervisors never wait for a subscriber: when its buffer is full the
+// event is dropped and counted (see [Subscription.TakeDropped]). After
+// Serve returned, the channel is already closed. It does not block; the
+// caller must Close the subscription when done.
+func (h *Host) Subscribe(buffer int) *Subscription {
+	s := &Subscription{h: h, c: make(chan sdk.Event, max(buffer, 1))}
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	if h.subClosed {
+		close(s.c)
+		return s
+	}
+	h.subs[s] = struct{}{}
+	return s
+}
+
+// publish is the EventHook of every supervisor: the Options.EventHook,
+// then a non-blocking send to each subscriber.
+func (h *Host) publish(e sdk.Event) {
+	if h.hook != nil {
+		h.hook(e)
+	}
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	for s := range h.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.dropped.Add(1)
+		}
+	}
+}
+
+// closeSubs closes every subscription: Serve returned.
+func (h *Host) closeSubs() {
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	h.subClosed = true
+	for s := range h.subs {
+		delete(h.subs, s)
+		close(s.c)
+	}
 }
 
 // New builds the tree for app without starting anything. It checks every
@@ -78,7 +157,7 @@ func New(app *config.App, opts Options) (*Host, error) {
 		}
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: out, Color: hclog.AutoColor})
 	}
-	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
+	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	var errs []error
 	for _, w := range app.Workers() {
 		h.bridge.add(w)
@@ -125,7 +204,7 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 		MaxSeconds:  s.MaxSeconds,
 		Backoff:     sdk.NoBackoff, // every child sets its own
 		Logger:      h.logger.Named(s.Name),
-		EventHook:   opts.EventHook,
+		EventHook:   h.publish,
 	})
 	h.sups = append(h.sups, sup)
 	var total time.Duration
@@ -217,6 +296,7 @@ func (h *Host) Serve(ctx context.Context) error {
 	h.mu.Unlock()
 	h.logger.Info("starting app", "app", h.app.Name, "file", h.app.File, "workers", len(h.order), "preset", h.app.Preset)
 	err := h.root.Serve(ctx)
+	h.closeSubs()
 	if err != nil && ctx.Err() != nil && errors.Is(err, sdk.ErrStartFailed) && errors.Is(err, context.Canceled) {
 		// Stopped while starting: a shutdown, not a failure.
 		h.logger.Info("app stopped during start-up", "app", h.app.Name)

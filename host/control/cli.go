@@ -3,10 +3,14 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -18,11 +22,12 @@ const Usage = `  vigil status [--json] [config.hcl]          show the supervisio
                                               queue a message in a worker's (or pool's) mailbox
   vigil deadletters <worker> [--replay ID | --discard ID]
                                               list, replay or discard a mailbox's dead letters
+  vigil events                                follow lifecycle events as JSON lines (until Ctrl-C or the host stops)
   control commands find the host's socket from the config file (default
   ./config.hcl, or --config FILE) like ` + "`vigil run`" + ` does, or take --control PATH`
 
 // Commands lists the command names handled by [Run].
-var Commands = []string{"status", "start", "stop", "restart", "send", "deadletters"}
+var Commands = []string{"status", "start", "stop", "restart", "send", "deadletters", "events"}
 
 // parse parses flags anywhere among args (flag stops at the first
 // positional argument; this resumes after it) and returns the positionals.
@@ -47,7 +52,8 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // Run executes control command cmd (one of [Commands]) with its arguments,
 // writing its output to stdout. It blocks for one round trip to the host
-// (at most 30 s). Errors wrap [ErrNoHost] when no host listens on the
+// (at most 30 s); "events" blocks until the host stops, ctx is done or
+// SIGINT/SIGTERM arrives, and then returns nil. Errors wrap [ErrNoHost] when no host listens on the
 // socket; the host's own errors (unknown worker, …) are returned as sent.
 func Run(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -65,7 +71,7 @@ func Run(ctx context.Context, cmd string, args []string, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("%s: %w\nusage:\n%s", cmd, err, Usage)
 	}
-	want := map[string]int{"status": 0, "start": 1, "stop": 1, "restart": 1, "send": 2, "deadletters": 1}
+	want := map[string]int{"status": 0, "start": 1, "stop": 1, "restart": 1, "send": 2, "deadletters": 1, "events": 0}
 	n, ok := want[cmd]
 	if !ok {
 		return fmt.Errorf("unknown command %q\nusage:\n%s", cmd, Usage)
@@ -98,6 +104,15 @@ func Run(ctx context.Context, cmd string, args []string, stdout io.Writer) error
 		}
 		WriteStatus(stdout, st)
 		return nil
+	case "events":
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		enc := json.NewEncoder(stdout)
+		err := c.Events(ctx, func(e Event) error { return enc.Encode(e) })
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		return err
 	case "start", "stop", "restart":
 		if err := c.Action(ctx, cmd, pos[0]); err != nil {
 			return err

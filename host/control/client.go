@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -56,14 +57,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if isNoHost(err) {
-			cfg := c.config
-			if cfg == "" {
-				cfg = "this config"
-			}
-			return fmt.Errorf("%w for %s (socket %s): start it with `vigil run %s`", ErrNoHost, cfg, c.path, cfg)
-		}
-		return fmt.Errorf("control socket %s: %w", c.path, err)
+		return c.dialErr(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -71,16 +65,76 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control socket %s: %w", c.path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e errorBody
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("control socket %s: %s", c.path, resp.Status)
+		return c.statusErr(resp, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("control socket %s: bad answer: %w", c.path, err)
 		}
+	}
+	return nil
+}
+
+// dialErr maps a request error, wrapping [ErrNoHost] when nobody listens.
+func (c *Client) dialErr(err error) error {
+	if isNoHost(err) {
+		cfg := c.config
+		if cfg == "" {
+			cfg = "this config"
+		}
+		return fmt.Errorf("%w for %s (socket %s): start it with `vigil run %s`", ErrNoHost, cfg, c.path, cfg)
+	}
+	return fmt.Errorf("control socket %s: %w", c.path, err)
+}
+
+// statusErr returns the server's error message of a non-200 answer.
+func (c *Client) statusErr(resp *http.Response, data []byte) error {
+	var e errorBody
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("control socket %s: %s", c.path, resp.Status)
+}
+
+// Events follows the host's lifecycle events, calling fn with each line
+// of GET /v1/events (an event, or a report of dropped events) as it
+// arrives. It blocks until the host ends the stream (it stopped: nil), ctx
+// is done (ctx.Err()), fn returns an error (that error) or the connection
+// fails. Errors wrap [ErrNoHost] when nobody listens on the socket.
+func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vigil/v1/events", nil)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: c.hc.Transport} // no overall timeout: a stream
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.dialErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return c.statusErr(resp, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("control socket %s: bad event line: %w", c.path, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("control socket %s: event stream: %w", c.path, err)
 	}
 	return nil
 }

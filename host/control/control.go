@@ -1,7 +1,7 @@
 // Package control is the operator interface of a running Vigil host: a
 // small JSON-over-HTTP API served on a unix socket (mode 0600) by
 // `vigil run`, and the client used by the `vigil status`, `start`, `stop`,
-// `restart`, `send` and `deadletters` commands.
+// `restart`, `send`, `deadletters` and `events` commands.
 //
 // The socket path is given by `--control PATH` or derived from the config
 // file by [SocketPath]. The protocol is plain net/http on the socket:
@@ -12,6 +12,7 @@
 //	GET    /v1/workers/{id}/deadletters            → [][DeadLetter]
 //	POST   /v1/workers/{id}/deadletters/{dl}/replay → {}
 //	DELETE /v1/workers/{id}/deadletters/{dl}       → {}
+//	GET    /v1/events                              → [Event] lines (NDJSON stream)
 //
 // Errors are returned as {"error": "..."} with a 4xx/5xx status.
 package control
@@ -129,6 +130,21 @@ type DeadLetter struct {
 	Poison    bool      `json:"poison,omitempty"`
 	Attempts  int       `json:"attempts"`
 	At        time.Time `json:"at"`
+}
+
+// Event is one line of GET /v1/events: a lifecycle event of the tree
+// (Kind set), or a report that Dropped events were lost because the
+// reader was too slow (only Dropped set).
+type Event struct {
+	Time        time.Time `json:"time,omitzero"`  // RFC 3339 with nanoseconds
+	Kind        string    `json:"kind,omitempty"` // sdk.EventKind.String(), e.g. "child_exited"
+	Supervisor  string    `json:"supervisor,omitempty"`
+	Child       string    `json:"child,omitempty"`
+	PID         int       `json:"pid,omitempty"`
+	Incarnation int       `json:"incarnation,omitempty"`
+	Delay       Duration  `json:"delay,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Dropped     int64     `json:"dropped,omitempty"`
 }
 
 // Duration is a time.Duration encoded in JSON as a Go duration string

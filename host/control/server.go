@@ -32,6 +32,9 @@ type Server struct {
 	ln     net.Listener
 	srv    *http.Server
 	done   chan struct{}
+	// stopping is closed by Close to end the event streams.
+	stopping chan struct{}
+	stopOnce sync.Once
 
 	mu     sync.Mutex
 	hashes map[string]hashEntry // plugin path → checksum
@@ -74,13 +77,14 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), hashes: map[string]hashEntry{}}
+	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), stopping: make(chan struct{}), hashes: map[string]hashEntry{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/workers/{id}/{action}", s.action)
 	mux.HandleFunc("GET /v1/workers/{id}/deadletters", s.deadLetters)
 	mux.HandleFunc("POST /v1/workers/{id}/deadletters/{dl}/replay", s.replay)
 	mux.HandleFunc("DELETE /v1/workers/{id}/deadletters/{dl}", s.discard)
+	mux.HandleFunc("GET /v1/events", s.events)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		defer close(s.done)
@@ -93,8 +97,10 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 func (s *Server) Path() string { return s.path }
 
 // Close stops serving, waits up to 2 s for requests in progress, and
-// removes the socket file. It blocks until the server goroutine ended.
+// removes the socket file. Event streams end at once. It blocks until the
+// server goroutine ended.
 func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
@@ -392,6 +398,66 @@ func (s *Server) discard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// eventBuffer is how many events a slow /v1/events reader may lag behind
+// before events are dropped.
+const eventBuffer = 256
+
+// eventOf maps an sdk event to its JSON line.
+func eventOf(e sdk.Event) Event {
+	ev := Event{Time: e.Time, Kind: e.Kind.String(), Supervisor: e.Supervisor, Child: e.Child,
+		PID: e.PID, Incarnation: e.Incarnation, Delay: Duration(e.Delay)}
+	if e.Err != nil {
+		ev.Error = e.Err.Error()
+	}
+	return ev
+}
+
+// events streams the host's lifecycle events as JSON lines until the
+// client goes away, the host's Serve returns or the server closes. Lost
+// events are reported as {"dropped": N} lines.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeErr(w, http.StatusInternalServerError, errors.New("streaming not supported"))
+		return
+	}
+	sub := s.h.Subscribe(eventBuffer)
+	defer sub.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
+	enc := json.NewEncoder(w)
+	dropped := func() error {
+		if n := sub.TakeDropped(); n > 0 {
+			return enc.Encode(Event{Dropped: n})
+		}
+		return nil
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.stopping:
+			_ = dropped()
+			fl.Flush()
+			return
+		case e, ok := <-sub.Events():
+			if err := dropped(); err != nil {
+				return
+			}
+			if !ok {
+				fl.Flush()
+				return
+			}
+			if err := enc.Encode(eventOf(e)); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
 }
 
 // isNoHost reports whether a dial error means nobody listens.
