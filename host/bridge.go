@@ -629,15 +629,7 @@ func (s *session) flushLocked() error {
 	}
 	for {
 		frame := d
-		size, n := 0, 0
-		for n < len(d.Deliveries) {
-			sz := d.Deliveries[n].Msg.Size()
-			if n > 0 && size+sz > protocol.MaxFrameBytes {
-				break
-			}
-			size += sz
-			n++
-		}
+		n := protocol.FitFrame(d.Deliveries, func(x *protocol.Delivery) *protocol.Envelope { return &x.Msg })
 		frame.Deliveries = d.Deliveries[:n]
 		if err := s.stream.Send(&frame); err != nil {
 			return err

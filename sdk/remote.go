@@ -294,16 +294,7 @@ func (r *remote) flushLocked() error {
 	}
 	for {
 		frame := u
-		size := 0
-		n := 0
-		for n < len(u.Sends) {
-			sz := u.Sends[n].Msg.Size()
-			if n > 0 && size+sz > protocol.MaxFrameBytes {
-				break
-			}
-			size += sz
-			n++
-		}
+		n := protocol.FitFrame(u.Sends, func(x *protocol.SendRequest) *protocol.Envelope { return &x.Msg })
 		frame.Sends = u.Sends[:n]
 		if err := r.stream.Send(&frame); err != nil {
 			return err

@@ -129,6 +129,22 @@ func (u *Up) Empty() bool {
 // message travels alone, up to [MaxMessageSize]).
 const MaxFrameBytes = 1 << 20
 
+// FitFrame returns how many of items, taken in order, go into one frame:
+// as many as fit in [MaxFrameBytes], and always at least one (a larger
+// message travels alone). msg returns the envelope an item carries.
+func FitFrame[T any](items []T, msg func(*T) *Envelope) int {
+	size, n := 0, 0
+	for n < len(items) {
+		sz := msg(&items[n]).Size()
+		if n > 0 && size+sz > MaxFrameBytes {
+			break
+		}
+		size += sz
+		n++
+	}
+	return n
+}
+
 // ---- conversions ----
 
 func envToPB(e *Envelope) *pb.Envelope {
