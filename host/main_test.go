@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -219,22 +218,8 @@ func (v *vigilCmd) wait(t *testing.T, d time.Duration) int {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a process's output; safe for concurrent use.
+type syncBuffer = plugintest.Log
 
 // shortTempDir returns a fresh directory with a short path, removed after
 // the test (t.TempDir's names are too long for unix socket paths).
