@@ -223,8 +223,9 @@ func reportLatency(b *testing.B, samples []time.Duration) {
 // 64-byte payload to echo, each through the host: caller → host → echo's
 // mailbox → echo → Reply → host → the caller's waiting call. The times
 // are measured in the caller.
-func BenchmarkBridgeCallRoundTrip(b *testing.B) {
-	r := serveHost(b, `
+// callBenchApp is the app of the round-trip benchmarks: a caller (producer
+// in bench mode) and echo, which answers its calls.
+const callBenchApp = `
 app "b" {
   worker "echo" {
     plugin = "{P}/echo"
@@ -237,7 +238,10 @@ app "b" {
       to   = "echo"
     }
   }
-}`, Options{}, nil)
+}`
+
+func BenchmarkBridgeCallRoundTrip(b *testing.B) {
+	r := serveHost(b, callBenchApp, Options{}, nil)
 	ctx := context.Background()
 	// Warm up, which also waits for both workers.
 	if _, err := r.h.Call(ctx, "caller", sdk.Msg("go:200").MustBuild(), 30*time.Second); err != nil {
@@ -392,20 +396,7 @@ app "b" {
 	})
 	b.Run("roundtrip", func(b *testing.B) {
 		const chunk = 200
-		r := serveHost(b, `
-app "b" {
-  worker "echo" {
-    plugin = "{P}/echo"
-    config { interval = "1h" }
-  }
-  worker "caller" {
-    plugin = "{P}/producer"
-    config {
-      mode = "bench"
-      to   = "echo"
-    }
-  }
-}`, Options{}, nil)
+		r := serveHost(b, callBenchApp, Options{}, nil)
 		rb := startRaw(b)
 		defer rb.stop()
 		ctx := context.Background()

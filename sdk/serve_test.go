@@ -1,31 +1,27 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
+	"github.com/vigil-run/vigil/sdk/plugintest"
 	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
-// envServePlugin makes the test binary a Vigil plugin serving
-// serveTestWorker. It is checked in init, before the package's TestMain
-// (owned by supervisor_test.go), so no test machinery runs in the plugin.
-const envServePlugin = "VIGIL_SDK_SERVE_TEST_PLUGIN"
-
+// The test binary re-executed by plugintest.Launch serves serveTestWorker.
+// It is checked in init, before the package's TestMain (owned by
+// supervisor_test.go), so no test machinery runs in the plugin.
 func init() {
-	if os.Getenv(envServePlugin) == "1" {
+	if plugintest.Serving() {
 		err := Serve(&serveTestWorker{})
 		fmt.Fprintln(os.Stderr, "Serve returned:", err)
 		os.Exit(99)
@@ -81,56 +77,19 @@ func (w *serveTestWorker) HealthCheck(context.Context) error {
 	return nil
 }
 
-type serveLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *serveLockedBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *serveLockedBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // servePlugin is one plugin process running serveTestWorker.
-type servePlugin struct {
-	pc     *plugin.Client
-	cmd    *exec.Cmd
-	client *protocol.Client
-	log    *serveLockedBuffer
-}
+type servePlugin struct{ *plugintest.Plugin }
 
-func launchServePlugin(t *testing.T) *servePlugin {
+func launchServePlugin(t *testing.T) servePlugin {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = []string{envServePlugin + "=1", "GORACE=atexit_sleep_ms=0", protocol.EnvLogLevel + "=debug", "PLUGIN_UNIX_SOCKET_DIR=" + t.TempDir()}
-	buf := &serveLockedBuffer{}
-	cfg := protocol.NewClientConfig(cmd, hclog.New(&hclog.LoggerOptions{Name: "host", Output: buf, Level: hclog.Debug}))
-	cfg.StartTimeout = 10 * time.Second
-	pc := plugin.NewClient(cfg)
-	t.Cleanup(pc.Kill)
-	rpc, err := pc.Client()
-	if err != nil {
-		t.Fatalf("starting plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(protocol.PluginName)
-	if err != nil {
-		t.Fatalf("dispense: %v", err)
-	}
-	return &servePlugin{pc: pc, cmd: cmd, client: raw.(*protocol.Client), log: buf}
+	return servePlugin{plugintest.Launch(t, protocol.EnvLogLevel+"=debug")}
 }
 
-func (p *servePlugin) start(t *testing.T, config string) *protocol.Run {
+func (p servePlugin) start(t *testing.T, config string) *protocol.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := p.client.Run(ctx, protocol.RunRequest{WorkerID: "handlers_2", Incarnation: 3, Config: []byte(config)})
+	r, err := p.Client.Run(ctx, protocol.RunRequest{WorkerID: "handlers_2", Incarnation: 3, Config: []byte(config)})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -139,21 +98,14 @@ func (p *servePlugin) start(t *testing.T, config string) *protocol.Run {
 
 // finish waits for the run and the process to end and returns the run's
 // error and the exit status.
-func (p *servePlugin) finish(t *testing.T, r *protocol.Run) (int, error) {
+func (p servePlugin) finish(t *testing.T, r *protocol.Run) (int, error) {
 	t.Helper()
 	select {
 	case <-r.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not end within 5s")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.pc.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin process did not exit within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return p.cmd.ProcessState.ExitCode(), r.Err()
+	return p.ExitCode(t), r.Err()
 }
 
 func TestServeRunsTheWorkerInAPluginProcess(t *testing.T) {
@@ -185,7 +137,7 @@ func TestServeRunsTheWorkerInAPluginProcess(t *testing.T) {
 			if tc.stop {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if err := p.client.Stop(ctx); err != nil {
+				if err := p.Client.Stop(ctx); err != nil {
 					t.Fatalf("Stop: %v", err)
 				}
 			}
@@ -210,19 +162,12 @@ func TestServeFailedInitFailsTheStart(t *testing.T) {
 	p := launchServePlugin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := p.client.Run(ctx, protocol.RunRequest{WorkerID: "handlers_2", Config: []byte(`{"mode":"run","every":"soon"}`)})
+	_, err := p.Client.Run(ctx, protocol.RunRequest{WorkerID: "handlers_2", Config: []byte(`{"mode":"run","every":"soon"}`)})
 	want := `vigil: start worker "handlers_2": init: vigil: invalid spec: worker "handlers_2" config: field "every": time: invalid duration "soon"`
 	if !errors.Is(err, ErrInvalidSpec) || err.Error() != want {
 		t.Errorf("Run = %v\nwant %s", err, want)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.pc.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin process did not exit within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 1 {
+	if code := p.ExitCode(t); code != 1 {
 		t.Errorf("exit status = %d, want 1", code)
 	}
 }
@@ -232,25 +177,19 @@ func TestServeHealthCheckAndLogsReachTheHost(t *testing.T) {
 	r := p.start(t, `{"mode":"run","unhealthy":true}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := p.client.HealthCheck(ctx)
+	err := p.Client.HealthCheck(ctx)
 	if !errors.Is(err, ErrHealthCheckFailed) || err.Error() != "queue stuck: vigil: health check failed" {
 		t.Errorf("HealthCheck = %v, want it to wrap ErrHealthCheckFailed", err)
 	}
-	if err := p.client.Stop(ctx); err != nil {
+	if err := p.Client.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	if code, err := p.finish(t, r); err != nil || code != 0 {
 		t.Errorf("run ended with %v, exit %d; want nil, 0", err, code)
 	}
-	p.pc.Kill() // waits for the host's stderr reader: the log is complete
-	found := false
-	for _, line := range strings.Split(p.log.String(), "\n") {
-		// go-plugin re-emits the key/value pairs in random order.
-		found = found || strings.Contains(line, "hello from the worker: ") &&
-			strings.Contains(line, "@module=handlers_2") && strings.Contains(line, "mode=run")
-	}
-	if !found {
-		t.Errorf("the worker's log line did not reach the host log (named after the worker):\n%s", p.log.String())
+	p.Kill() // waits for the host's stderr reader: the log is complete
+	if !p.Log.HasLine("hello from the worker: ", "@module=handlers_2", "mode=run") {
+		t.Errorf("the worker's log line did not reach the host log (named after the worker):\n%s", p.Log.String())
 	}
 }
 

@@ -38,12 +38,24 @@ const envServe = "VIGIL_PLUGINTEST_SERVE"
 // serve (the plugin's main) and exits; otherwise it runs the tests and
 // exits with their status. It does not return.
 func Main(m *testing.M, serve func()) {
-	if os.Getenv(envServe) == "1" {
+	if Serving() {
 		serve()
 		os.Exit(99) // serve is expected to exit the process itself
 	}
 	os.Exit(m.Run())
 }
+
+// Serving reports whether this process is a test binary that [Launch]
+// started as the plugin. A package whose TestMain is taken checks it in an
+// init function instead of calling [Main]:
+//
+//	func init() {
+//		if plugintest.Serving() {
+//			sdk.Serve(worker{})
+//			os.Exit(99)
+//		}
+//	}
+func Serving() bool { return os.Getenv(envServe) == "1" }
 
 // Plugin is one running plugin process.
 type Plugin struct {
@@ -56,15 +68,17 @@ type Plugin struct {
 	cmd *exec.Cmd
 }
 
-// Launch starts the test binary as the plugin (see [Main]) and returns once
+// Launch starts the test binary as the plugin (see [Main]) with env added
+// to its environment (e.g. protocol.EnvLogLevel+"=debug") and returns once
 // it has completed the go-plugin handshake; it fails t otherwise. The
 // process is killed when the test ends. Safe to call from parallel tests.
-func Launch(t testing.TB) *Plugin {
+func Launch(t testing.TB, env ...string) *Plugin {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = []string{envServe + "=1", "GORACE=atexit_sleep_ms=0", "PLUGIN_UNIX_SOCKET_DIR=" + t.TempDir()}
+	cmd.Env = append([]string{envServe + "=1", "GORACE=atexit_sleep_ms=0", "PLUGIN_UNIX_SOCKET_DIR=" + t.TempDir()}, env...)
 	log := &Log{}
-	cfg := protocol.NewClientConfig(cmd, hclog.New(&hclog.LoggerOptions{Output: log, Level: hclog.Info}))
+	// The host side passes on every line; the plugin's level decides.
+	cfg := protocol.NewClientConfig(cmd, hclog.New(&hclog.LoggerOptions{Output: log, Level: hclog.Trace}))
 	cfg.StartTimeout = 10 * time.Second
 	pc := plugin.NewClient(cfg)
 	t.Cleanup(pc.Kill)
