@@ -3,7 +3,6 @@ package control
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/host"
+	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
 
@@ -35,15 +35,6 @@ type Server struct {
 	// stopping is closed by Close to end the event streams.
 	stopping chan struct{}
 	stopOnce sync.Once
-
-	mu     sync.Mutex
-	hashes map[string]hashEntry // plugin path → checksum
-}
-
-type hashEntry struct {
-	mtime time.Time
-	size  int64
-	sum   string
 }
 
 // Listen creates the control socket at path (mode 0600) and serves h's
@@ -77,7 +68,7 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), stopping: make(chan struct{}), hashes: map[string]hashEntry{}}
+	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), stopping: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/workers/{id}/{action}", s.action)
@@ -199,38 +190,11 @@ func (s *Server) walk(st *Status, sup *sdk.Supervisor, path string, depth int, s
 			n.RSSBytes = rss(n.PID)
 		}
 		n.Plugin = pc.Spec().Path
-		n.SHA256 = s.checksum(n.Plugin)
+		if sum, err := process.Sum(n.Plugin); err == nil { // cached while the file is unchanged
+			n.SHA256 = hex.EncodeToString(sum)
+		}
 		st.Nodes = append(st.Nodes, n)
 	}
-}
-
-// checksum returns the sha256 of the file at path, cached by path, size
-// and modification time ("" if unreadable).
-func (s *Server) checksum(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return ""
-	}
-	s.mu.Lock()
-	e, ok := s.hashes[path]
-	s.mu.Unlock()
-	if ok && e.mtime.Equal(fi.ModTime()) && e.size == fi.Size() {
-		return e.sum
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	s.mu.Lock()
-	s.hashes[path] = hashEntry{mtime: fi.ModTime(), size: fi.Size(), sum: sum}
-	s.mu.Unlock()
-	return sum
 }
 
 // rss reads VmRSS of a process from /proc (0 if unknown).

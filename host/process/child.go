@@ -1,12 +1,11 @@
 package process
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -31,51 +30,7 @@ type Child struct {
 	starts  atomic.Uint64
 	current atomic.Pointer[Incarnation]
 	killed  atomic.Bool // Kill was called: no more starts, no graceful stops
-	// pinned is the identity of the binary file whose SHA256 pin was last
-	// verified, so a restart does not hash an unchanged file again.
-	pinned atomic.Pointer[fileID]
 }
-
-// fileID identifies a file's content without reading it: any write, rename
-// or chmod changes the inode or the ctime, and ctime cannot be set by hand.
-type fileID struct {
-	dev, ino  uint64
-	size      int64
-	ctimeSec  int64
-	ctimeNsec int64
-}
-
-func statID(path string) (fileID, bool) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return fileID{}, false
-	}
-	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, ctimeSec: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}, true
-}
-
-// check is [Check] for a start: a pinned binary is hashed again only when
-// the file changed since its last successful check.
-func (c *Child) check() error {
-	s := c.spec
-	if len(s.SHA256) == 0 {
-		return Check(s)
-	}
-	id, ok := statID(s.Path)
-	if ok {
-		if v := c.pinned.Load(); v != nil && *v == id {
-			return nil
-		}
-	}
-	if err := Check(s); err != nil {
-		return err
-	}
-	if ok {
-		c.pinned.Store(&id)
-	}
-	return nil
-}
-
-var _ sdk.Child = (*Child)(nil)
 
 // New returns a Child for spec. logger names the worker's log lines; the
 // plugin's own stderr lines are re-emitted under logger.Named(binary name).
@@ -108,23 +63,15 @@ func Check(spec Spec) error {
 	if len(spec.SHA256) == 0 {
 		return nil
 	}
-	// go-plugin's verifier; a fresh one per check since its hash is stateful.
-	sc := &plugin.SecureConfig{Checksum: spec.SHA256, Hash: sha256.New()}
-	ok, err := sc.Check(spec.Path)
+	// Hashed again only when the file changed (see Sum), so restarts of a
+	// pinned worker do not pay for it.
+	sum, err := Sum(spec.Path)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrBadPlugin, spec.Path, err)
 	}
-	if !ok {
-		got := "unknown"
-		if f, err := os.Open(spec.Path); err == nil {
-			h := sha256.New()
-			if _, err := io.Copy(h, f); err == nil {
-				got = hex.EncodeToString(h.Sum(nil))
-			}
-			f.Close()
-		}
+	if !bytes.Equal(sum, spec.SHA256) {
 		return fmt.Errorf("%w: %s has sha256 %s, the config pins %s; refusing to start it (rebuild the binary or update the pin)",
-			ErrChecksumMismatch, spec.Path, got, hex.EncodeToString(spec.SHA256))
+			ErrChecksumMismatch, spec.Path, hex.EncodeToString(sum), hex.EncodeToString(spec.SHA256))
 	}
 	return nil
 }
@@ -161,7 +108,7 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	if c.killed.Load() {
 		return fail(errKilled)
 	}
-	if err := c.check(); err != nil {
+	if err := Check(s); err != nil {
 		return fail(err)
 	}
 	base := s.TempDir

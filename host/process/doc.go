@@ -16,9 +16,9 @@
 // fork from a locked thread, set the nice value, own the process group and
 // reap the process itself (so it learns the exit status at once, without
 // polling go-plugin's Exited). go-plugin checks ClientConfig.SecureConfig
-// only on the Cmd path, so Start runs the same check itself: a fresh
-// plugin.SecureConfig{Checksum, Hash: sha256.New()} per start, just before
-// the fork; a mismatch refuses the start with [ErrChecksumMismatch].
+// only on the Cmd path, so Start checks a sha256 pin itself just before the
+// fork, with [Sum] (which hashes a binary again only when the file changed);
+// a mismatch refuses the start with [ErrChecksumMismatch].
 //
 // An incarnation is ready when the plugin has answered its first RPC: the
 // Run stream's ready message. A crash is seen from the process's exit
