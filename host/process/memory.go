@@ -4,34 +4,56 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 )
 
 var pageSize = uint64(os.Getpagesize())
 
 // groupRSS returns the summed resident set size, in bytes, of every process
-// whose process group is pgid, read from /proc. It returns 0 if none is
-// found. Processes that vanish during the scan are skipped.
+// whose process group is pgid, read from /proc (0 if none is found).
+// Every memory-limited worker asks about once a second; they share one
+// scan of /proc at most every rssMaxAge instead of scanning once each.
 func groupRSS(pgid int) uint64 {
+	rssScan.Lock()
+	defer rssScan.Unlock()
+	if rssScan.by == nil || time.Since(rssScan.at) > rssMaxAge {
+		rssScan.by, rssScan.at = scanGroupRSS(), time.Now()
+	}
+	return rssScan.by[pgid]
+}
+
+// rssMaxAge bounds how stale a shared /proc scan may be.
+const rssMaxAge = 250 * time.Millisecond
+
+var rssScan struct {
+	sync.Mutex
+	at time.Time
+	by map[int]uint64 // process group → summed RSS in bytes
+}
+
+// scanGroupRSS sums the RSS of every process in /proc by process group.
+// Processes that vanish during the scan are skipped.
+func scanGroupRSS() map[int]uint64 {
+	by := map[int]uint64{}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return 0
+		return by
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return 0
+		return by
 	}
-	var total uint64
 	for _, n := range names {
 		if n == "" || n[0] < '0' || n[0] > '9' {
 			continue
 		}
-		pg, rss, ok := statPgrpRSS("/proc/" + n + "/stat")
-		if ok && pg == pgid {
-			total += rss
+		if pg, rss, ok := statPgrpRSS("/proc/" + n + "/stat"); ok {
+			by[pg] += rss
 		}
 	}
-	return total
+	return by
 }
 
 // statPgrpRSS parses /proc/PID/stat: the process group (field 5) and the
