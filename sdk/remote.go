@@ -144,7 +144,7 @@ func (r *remote) reader() {
 		var tags []delivery
 		for i := range d.Deliveries {
 			dl := &d.Deliveries[i]
-			m, err := messageFromEnvelope(&dl.Msg)
+			m, err := MessageFromEnvelope(&dl.Msg)
 			if err != nil {
 				if !dl.Reply {
 					r.addNack(dl.Tag, ReasonRejected+": "+err.Error())
@@ -358,7 +358,7 @@ func (r *remote) post(to string, kind protocol.SendKind, m *Message, mode sendMo
 	if err := r.open(); err != nil {
 		return nil, 0, err
 	}
-	env := envelopeFromMessage(m, r.id)
+	env := EnvelopeFromMessage(m, r.id)
 	if env.Size() > maxWireMessage {
 		return nil, 0, fmt.Errorf("%w: message %s is %d bytes (the wire carries at most %d)", ErrMessageTooLarge, m.ID(), env.Size(), maxWireMessage)
 	}
@@ -751,8 +751,9 @@ func (rt *Runtime) Reply(ctx context.Context, req, reply *Message) error {
 	return err
 }
 
-// envelopeFromMessage puts m on the wire; a [DefaultSender] becomes from.
-func envelopeFromMessage(m *Message, from string) protocol.Envelope {
+// EnvelopeFromMessage puts m on the wire (the worker SDK and the host use
+// it; not for worker authors); a [DefaultSender] becomes from.
+func EnvelopeFromMessage(m *Message, from string) protocol.Envelope {
 	sender := m.Sender()
 	if sender == DefaultSender || sender == "" {
 		sender = from
@@ -767,10 +768,12 @@ func envelopeFromMessage(m *Message, from string) protocol.Envelope {
 	}
 }
 
-// messageFromEnvelope rebuilds a message from the wire. Its TTL is the
+// MessageFromEnvelope rebuilds a message from the wire (see
+// [EnvelopeFromMessage]). It returns an error wrapping [ErrInvalidMessage]
+// for a malformed envelope. Its TTL is the
 // time it had left, so its deadline matches the sender's (to within the
 // transit time).
-func messageFromEnvelope(e *protocol.Envelope) (*Message, error) {
+func MessageFromEnvelope(e *protocol.Envelope) (*Message, error) {
 	m, err := NewMessage(e.ID, e.Sender, e.Payload, Signal(e.Signal), Priority(e.Priority), e.Remaining)
 	if err != nil {
 		return nil, err
@@ -783,13 +786,3 @@ func messageFromEnvelope(e *protocol.Envelope) (*Message, error) {
 	}
 	return m, nil
 }
-
-// EnvelopeFromMessage and MessageFromEnvelope convert between messages and
-// their wire form; the host uses them. Not for worker authors.
-func EnvelopeFromMessage(m *Message, from string) protocol.Envelope {
-	return envelopeFromMessage(m, from)
-}
-
-// MessageFromEnvelope: see [EnvelopeFromMessage]. It returns an error
-// wrapping [ErrInvalidMessage] for a malformed envelope.
-func MessageFromEnvelope(e *protocol.Envelope) (*Message, error) { return messageFromEnvelope(e) }
