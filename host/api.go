@@ -13,15 +13,16 @@ import (
 // Use it to inspect dead letters, stats, or to send with back-pressure
 // ([sdk.Mailbox.SendContext]). Safe for concurrent use.
 func (h *Host) Mailbox(name string) (*sdk.Mailbox, bool) {
-	mb, ok := h.bridge.boxes[name]
-	return mb, ok
+	mb := h.bridge.box(name)
+	return mb, mb != nil
 }
 
 // MailboxNames returns the names of every host-side mailbox (worker IDs
 // and pool names), in no particular order.
 func (h *Host) MailboxNames() []string {
-	names := make([]string, 0, len(h.bridge.boxes))
-	for n := range h.bridge.boxes {
+	boxes := h.bridge.routes.Load().boxes
+	names := make([]string, 0, len(boxes))
+	for n := range boxes {
 		names = append(names, n)
 	}
 	return names

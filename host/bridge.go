@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 	"github.com/vigil-run/vigil/sdk/protocol"
 )
@@ -53,12 +55,13 @@ type bridge struct {
 	logger     hclog.Logger
 	window     int
 	poolWindow int
-	boxes      map[string]*sdk.Mailbox // by worker ID and pool name; fixed after New
-	pools      map[string][]string     // pool name → member IDs
-	poolOf     map[string]string       // member ID → pool name
+	routes     atomic.Pointer[routes] // replaced whole by a reload
+
+	retired map[string]*sdk.Mailbox // mailboxes of removed workers, kept for their return (under mu)
 
 	mu       sync.Mutex
-	sessions map[string]*session          // worker ID → live session
+	sessions map[string][]*session        // worker ID → live sessions (two during a hot swap)
+	active   map[string]uint64            // worker ID → the incarnation messages go to (0: the newest)
 	slow     map[string]bool              // worker IDs whose next session starts its windows at 1
 	calls    map[string]chan *sdk.Message // host-side calls by correlation ID
 	callSeq  atomic.Uint64
@@ -73,11 +76,67 @@ func newBridge(logger hclog.Logger, window, poolWindow int) *bridge {
 	if poolWindow <= 0 {
 		poolWindow = DefaultPoolWindow
 	}
-	return &bridge{
-		logger: logger, window: window, poolWindow: poolWindow,
-		boxes: map[string]*sdk.Mailbox{}, pools: map[string][]string{}, poolOf: map[string]string{},
-		sessions: map[string]*session{}, slow: map[string]bool{}, calls: map[string]chan *sdk.Message{},
+	b := &bridge{
+		logger: logger, window: window, poolWindow: poolWindow, retired: map[string]*sdk.Mailbox{},
+		sessions: map[string][]*session{}, active: map[string]uint64{}, slow: map[string]bool{}, calls: map[string]chan *sdk.Message{},
 	}
+	b.routes.Store(&routes{boxes: map[string]*sdk.Mailbox{}, pools: map[string][]string{}, poolOf: map[string]string{}})
+	return b
+}
+
+// routes is the bridge's immutable routing table: a reload builds a new
+// one, so senders read it with one atomic load and no lock.
+type routes struct {
+	boxes  map[string]*sdk.Mailbox // by worker ID and pool name
+	pools  map[string][]string     // pool name → member IDs
+	poolOf map[string]string       // member ID → pool name
+}
+
+// box returns the mailbox named name, or nil.
+func (b *bridge) box(name string) *sdk.Mailbox { return b.routes.Load().boxes[name] }
+
+// setWorkers replaces the routing table by one for workers: a mailbox per
+// worker ID and per pool, reusing the current (or a retired) mailbox of
+// every name that stays, so no queued message moves. The mailboxes of
+// names that go are retired: sends to them fail, and they come back if
+// the name does. It returns the names retired.
+func (b *bridge) setWorkers(workers []*config.Worker) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.routes.Load()
+	rt := &routes{boxes: map[string]*sdk.Mailbox{}, pools: map[string][]string{}, poolOf: map[string]string{}}
+	reuse := func(name string, cfg sdk.MailboxConfig) *sdk.Mailbox {
+		if mb := old.boxes[name]; mb != nil {
+			return mb
+		}
+		if mb := b.retired[name]; mb != nil {
+			delete(b.retired, name)
+			return mb
+		}
+		return sdk.NewMailbox(cfg)
+	}
+	for _, w := range workers {
+		cfg := mailboxConfig(w.Mailbox)
+		for _, id := range w.IDs {
+			rt.boxes[id] = reuse(id, cfg)
+		}
+		if w.Pool > 0 {
+			rt.boxes[w.Name] = reuse(w.Name, cfg)
+			rt.pools[w.Name] = append([]string(nil), w.IDs...)
+			for _, id := range w.IDs {
+				rt.poolOf[id] = w.Name
+			}
+		}
+	}
+	var gone []string
+	for name, mb := range old.boxes {
+		if _, ok := rt.boxes[name]; !ok {
+			b.retired[name] = mb
+			gone = append(gone, name)
+		}
+	}
+	b.routes.Store(rt)
+	return gone
 }
 
 // mailboxConfig maps a worker's mailbox block.
@@ -96,26 +155,33 @@ func mailboxConfig(m config.Mailbox) sdk.MailboxConfig {
 	}
 }
 
-// add creates the mailboxes of a worker block.
-func (b *bridge) add(w *config.Worker) {
-	cfg := mailboxConfig(w.Mailbox)
-	for _, id := range w.IDs {
-		b.boxes[id] = sdk.NewMailbox(cfg)
-	}
-	if w.Pool > 0 {
-		b.boxes[w.Name] = sdk.NewMailbox(cfg)
-		b.pools[w.Name] = append([]string(nil), w.IDs...)
-		for _, id := range w.IDs {
-			b.poolOf[id] = w.Name
-		}
-	}
+// workerMailbox is the process.Spec.Mailbox of one worker ID.
+type workerMailbox struct {
+	b  *bridge
+	id string
 }
 
 // handlerFor returns the process.Spec.Mailbox of worker id.
-func (b *bridge) handlerFor(id string) func(n uint64) protocol.MailboxHandler {
-	return func(n uint64) protocol.MailboxHandler {
-		return func(ctx context.Context, s *protocol.HostStream) error {
-			return b.serve(ctx, id, n, s)
+func (b *bridge) handlerFor(id string) process.Mailbox { return workerMailbox{b, id} }
+
+func (w workerMailbox) Handler(n uint64, standby bool) protocol.MailboxHandler {
+	return func(ctx context.Context, s *protocol.HostStream) error {
+		return w.b.serve(ctx, w.id, n, standby, s)
+	}
+}
+
+// Activate switches delivery to incarnation n of the worker: its session
+// (now or when it opens) starts pushing, and every other session of the
+// worker stops fetching (it keeps what it holds until acked or released).
+func (w workerMailbox) Activate(n uint64) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	w.b.active[w.id] = n
+	for _, s := range w.b.sessions[w.id] {
+		if s.n == n {
+			s.goLive()
+		} else {
+			s.drain()
 		}
 	}
 }
@@ -123,7 +189,7 @@ func (b *bridge) handlerFor(id string) func(n uint64) protocol.MailboxHandler {
 // lookup returns the mailbox named name or an error wrapping
 // sdk.ErrWorkerNotFound.
 func (b *bridge) lookup(name string) (*sdk.Mailbox, error) {
-	if mb, ok := b.boxes[name]; ok {
+	if mb := b.box(name); mb != nil {
 		return mb, nil
 	}
 	return nil, fmt.Errorf("%w: no worker or pool named %q", sdk.ErrWorkerNotFound, name)
@@ -140,7 +206,8 @@ func (b *bridge) send(to string, m *sdk.Message) error {
 
 // broadcast queues a copy of m in every member's own mailbox.
 func (b *bridge) broadcast(pool string, m *sdk.Message) error {
-	members, ok := b.pools[pool]
+	rt := b.routes.Load()
+	members, ok := rt.pools[pool]
 	if !ok {
 		return fmt.Errorf("%w: no pool named %q", sdk.ErrWorkerNotFound, pool)
 	}
@@ -149,7 +216,7 @@ func (b *bridge) broadcast(pool string, m *sdk.Message) error {
 	for _, id := range members {
 		c, err := sdk.MessageFromEnvelope(&env)
 		if err == nil {
-			err = b.boxes[id].Send(c)
+			err = rt.boxes[id].Send(c)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("member %s: %w", id, err))
@@ -173,13 +240,27 @@ func (b *bridge) reply(to string, m *sdk.Message) error {
 		}
 		return nil
 	}
-	if _, ok := b.boxes[to]; !ok {
+	if b.box(to) == nil {
 		return fmt.Errorf("%w: reply to unknown worker %q", sdk.ErrWorkerNotFound, to)
 	}
 	b.mu.Lock()
-	s := b.sessions[to]
+	// The caller is a live incarnation of the worker: the active one, or
+	// one being replaced by a hot swap (its calls are still waiting). A
+	// plugin drops a reply to a call it did not make.
+	var targets []*session
+	for _, s := range b.sessions[to] {
+		if s.isLive() {
+			targets = append(targets, s)
+		}
+	}
 	b.mu.Unlock()
-	if s == nil || !s.pushReply(m) {
+	sent := false
+	for _, s := range targets {
+		if s.pushReply(m) {
+			sent = true
+		}
+	}
+	if !sent {
 		b.repliesDropped.Add(1) // the caller is gone: its call died with it
 	}
 	return nil
@@ -249,6 +330,8 @@ func (b *bridge) route(from string, req *protocol.SendRequest) error {
 type session struct {
 	b        *bridge
 	id       string
+	own      *sdk.Mailbox // the worker's own mailbox
+	n        uint64       // incarnation
 	consumer string
 	stream   *protocol.HostStream
 	ctx      context.Context
@@ -257,6 +340,11 @@ type session struct {
 	pool     *window       // the window of its pool's mailbox (pool members)
 	slow     bool          // start the windows at 1 (the last incarnation left messages behind)
 	started  chan struct{} // closed at the plugin's first credit grant
+	live     chan struct{} // closed when the session may push (not a hot swap's standby)
+	pushCtx  context.Context
+	stopPush context.CancelFunc // the session is drained: its pushers stop fetching
+	liveOnce sync.Once
+	drained  atomic.Bool
 	bytes    atomic.Int64  // size of the messages in flight
 	freed    chan struct{} // signalled when acks or nacks free bytes
 
@@ -372,27 +460,68 @@ func (s *session) settle(tgs []tagged) {
 	}
 }
 
+// goLive lets the session's pushers start; b.mu is held.
+func (s *session) goLive() { s.liveOnce.Do(func() { close(s.live) }) }
+
+// drain stops the session's pushers for good (a hot swap moved delivery
+// to another incarnation); b.mu is held.
+func (s *session) drain() {
+	s.drained.Store(true)
+	s.stopPush()
+}
+
+// isLive reports whether the session's incarnation is running for real
+// (the active one, or one being replaced), not a standby; b.mu is held.
+func (s *session) isLive() bool {
+	select {
+	case <-s.live:
+		return true
+	default:
+		return s.drained.Load()
+	}
+}
+
 // serve runs the session until the stream ends, then releases the
-// incarnation's in-flight messages.
-func (b *bridge) serve(ctx context.Context, id string, n uint64, stream *protocol.HostStream) error {
+// incarnation's in-flight messages. A standby session pushes nothing
+// until its incarnation is activated.
+func (b *bridge) serve(ctx context.Context, id string, n uint64, standby bool, stream *protocol.HostStream) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{
-		b: b, id: id, consumer: id + "#" + strconv.FormatUint(n, 10), stream: stream,
-		ctx: ctx, cancel: cancel, credits: newWindow(b.window), started: make(chan struct{}),
+		b: b, id: id, n: n, consumer: id + "#" + strconv.FormatUint(n, 10), stream: stream,
+		ctx: ctx, cancel: cancel, credits: newWindow(b.window), started: make(chan struct{}), live: make(chan struct{}),
 		tags: make(map[uint64]tagged, b.window+b.poolWindow), wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
 	}
+	s.pushCtx, s.stopPush = context.WithCancel(ctx)
 	b.mu.Lock()
-	b.sessions[id] = s
+	if !standby && b.active[id] != n {
+		// A normal start: this incarnation is the worker's from now on.
+		b.active[id] = n
+		for _, o := range b.sessions[id] {
+			o.drain()
+		}
+	}
+	if b.active[id] == n {
+		s.goLive()
+	}
+	b.sessions[id] = append(b.sessions[id], s)
 	s.slow = b.slow[id]
 	b.mu.Unlock()
 
-	boxes := []*sdk.Mailbox{b.boxes[id]}
+	rt := b.routes.Load()
+	own := rt.boxes[id]
+	if own == nil { // removed by a reload while starting
+		cancel()
+		return fmt.Errorf("%w: %q was removed", sdk.ErrWorkerNotFound, id)
+	}
+	s.own = own
+	boxes := []*sdk.Mailbox{own}
 	var wg sync.WaitGroup
-	wg.Go(func() { s.push(b.boxes[id], s.credits) })
-	if pool, ok := b.poolOf[id]; ok {
-		boxes = append(boxes, b.boxes[pool])
+	wg.Go(func() { s.push(own, s.credits) })
+	if pool, ok := rt.poolOf[id]; ok {
+		pmb := rt.boxes[pool]
+		boxes = append(boxes, pmb)
 		s.pool = newWindow(b.poolWindow)
-		wg.Go(func() { s.push(b.boxes[pool], s.pool) })
+		wg.Go(func() { s.push(pmb, s.pool) })
 	}
 	wg.Go(s.write)
 	err := s.read()
@@ -400,21 +529,25 @@ func (b *bridge) serve(ctx context.Context, id string, n uint64, stream *protoco
 	wg.Wait()
 
 	b.mu.Lock()
-	if b.sessions[id] == s {
+	b.sessions[id] = slices.DeleteFunc(b.sessions[id], func(o *session) bool { return o == s })
+	if len(b.sessions[id]) == 0 {
 		delete(b.sessions, id)
 	}
+	active := b.active[id] == n
 	b.mu.Unlock()
 	released := 0
 	for _, mb := range boxes {
 		released += mb.ReleaseConsumer(s.consumer, "incarnation ended")
 	}
-	b.mu.Lock()
-	if released > 0 {
-		b.slow[id] = true
-	} else {
-		delete(b.slow, id)
+	if active { // a replaced or standby incarnation does not slow its successor
+		b.mu.Lock()
+		if released > 0 {
+			b.slow[id] = true
+		} else {
+			delete(b.slow, id)
+		}
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 	if released > 0 {
 		b.logger.Debug("returned in-flight messages to the mailbox", "worker", id, "incarnation", n, "messages", released)
 	}
@@ -466,7 +599,7 @@ func (s *session) read() error {
 		}
 		var stats []protocol.StatsResult
 		for _, seq := range u.Stats {
-			js, err := json.Marshal(s.b.boxes[s.id].Stats())
+			js, err := json.Marshal(s.own.Stats())
 			stats = append(stats, protocol.StatsResult{Seq: seq, Stats: js, Err: err})
 		}
 		if len(results) > 0 || len(stats) > 0 {
@@ -519,28 +652,30 @@ var closedCtx = func() context.Context {
 // and the window), sent as one batch (from this goroutine when no frame is
 // being sent, else by the writer).
 func (s *session) push(mb *sdk.Mailbox, credits *window) {
-	select {
-	case <-s.started:
-	case <-s.ctx.Done():
-		return
+	for _, ready := range []chan struct{}{s.started, s.live} {
+		select {
+		case <-ready:
+		case <-s.pushCtx.Done():
+			return
+		}
 	}
 	batch := make([]*sdk.Message, 0, maxBatch)
 	for {
 		for s.bytes.Load() >= MailboxWindowBytes {
 			select {
 			case <-s.freed:
-			case <-s.ctx.Done():
+			case <-s.pushCtx.Done():
 				return
 			}
 		}
-		n := credits.acquire(s.ctx.Done(), maxBatch)
+		n := credits.acquire(s.pushCtx.Done(), maxBatch)
 		if n == 0 {
 			return
 		}
-		m, err := mb.FetchAs(s.ctx, s.consumer)
+		m, err := mb.FetchAs(s.pushCtx, s.consumer)
 		if err != nil {
 			credits.release(n)
-			if s.ctx.Err() == nil {
+			if s.pushCtx.Err() == nil {
 				// The mailbox was closed: nothing more will come.
 				<-s.ctx.Done()
 			}

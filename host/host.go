@@ -42,21 +42,31 @@ type Options struct {
 	// PoolWindow is how many messages of its pool's shared mailbox one
 	// pool member may hold unacknowledged. Default [DefaultPoolWindow].
 	PoolWindow int
+	// WatchDebounce is how long a watched plugin binary must stay
+	// unchanged before it is hot-swapped. Default [DefaultWatchDebounce].
+	WatchDebounce time.Duration
 }
 
 // Host is a built supervision tree for one app. Build it with [New], run it
 // with [Host.Serve]. Its methods are safe for concurrent use.
 type Host struct {
-	app     *config.App
-	logger  hclog.Logger
-	root    *sdk.Supervisor
-	sups    []*sdk.Supervisor
-	workers map[string]*process.Child // by worker ID
-	order   []string                  // worker IDs in start order
-	bridge  *bridge
-	hook    func(sdk.Event) // Options.EventHook
-	mu      sync.Mutex
-	served  bool
+	opts   Options
+	logger hclog.Logger
+	root   *sdk.Supervisor
+	sups   []*sdk.Supervisor
+	bridge *bridge
+	hook   func(sdk.Event) // Options.EventHook
+	mu     sync.Mutex
+	served bool
+
+	reloadMu sync.Mutex   // one reload or swap at a time
+	treeMu   sync.RWMutex // guards the fields below, which a reload changes
+	app      *config.App
+	workers  map[string]*process.Child // by worker ID
+	order    []string                  // worker IDs in start order
+	owner    map[string]*sdk.Supervisor // worker ID → its supervisor
+	byName   map[string]*sdk.Supervisor // supervisor name → supervisor
+	watch    *watcher                   // nil until Serve, when a worker has watch = true
 
 	subMu     sync.Mutex
 	subs      map[*Subscription]struct{}
@@ -157,10 +167,11 @@ func New(app *config.App, opts Options) (*Host, error) {
 		}
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: out, Color: hclog.AutoColor})
 	}
-	h := &Host{app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
+	h := &Host{opts: opts, app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook,
+		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	var errs []error
+	h.bridge.setWorkers(app.Workers())
 	for _, w := range app.Workers() {
-		h.bridge.add(w)
 		// The IDs of a pool share one binary: check it once.
 		if err := process.Check(h.workerSpec(w, w.Name, opts)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: worker %q: %w", w.Range, w.Name, err))
@@ -207,29 +218,20 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 		EventHook:   h.publish,
 	})
 	h.sups = append(h.sups, sup)
+	h.byName[s.Name] = sup
 	var total time.Duration
 	for _, n := range s.Children {
 		switch {
 		case n.Worker != nil:
 			w := n.Worker
 			for _, id := range w.IDs {
-				spec := h.workerSpec(w, id, opts)
-				spec.Mailbox = h.bridge.handlerFor(id)
-				child := process.New(spec, h.logger.Named(id))
-				cs := sdk.ChildSpec{
-					ID: id, Child: child, Restart: w.Restart,
-					ShutdownTimeout: w.ShutdownTimeout, Priority: w.Priority, MaxMemoryBytes: w.MaxMemory,
-					Backoff: backoff(w.Backoff),
-				}
-				if w.HealthCheck != nil {
-					cs.HealthCheckInterval = w.HealthCheck.Interval
-					cs.HealthCheckTimeout = w.HealthCheck.Timeout
-				}
+				child, cs := h.newWorker(w, id)
 				if err := sup.AddChild(cs); err != nil {
 					return nil, 0, fmt.Errorf("%s: worker %q: %w", w.Range, w.Name, err)
 				}
 				h.workers[id] = child
 				h.order = append(h.order, id)
+				h.owner[id] = sup
 				total += child.Spec().ShutdownTimeout
 			}
 		case n.Supervisor != nil:
@@ -253,6 +255,24 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 	return sup, total, nil
 }
 
+// newWorker returns the process child of worker ID id of block w and its
+// child spec for the supervisor.
+func (h *Host) newWorker(w *config.Worker, id string) (*process.Child, sdk.ChildSpec) {
+	spec := h.workerSpec(w, id, h.opts)
+	spec.Mailbox = h.bridge.handlerFor(id)
+	child := process.New(spec, h.logger.Named(id))
+	cs := sdk.ChildSpec{
+		ID: id, Child: child, Restart: w.Restart,
+		ShutdownTimeout: w.ShutdownTimeout, Priority: w.Priority, MaxMemoryBytes: w.MaxMemory,
+		Backoff: backoff(w.Backoff),
+	}
+	if w.HealthCheck != nil {
+		cs.HealthCheckInterval = w.HealthCheck.Interval
+		cs.HealthCheckTimeout = w.HealthCheck.Timeout
+	}
+	return child, cs
+}
+
 // backoff maps a worker's backoff block; zero restarts at once.
 func backoff(b config.Backoff) sdk.Backoff {
 	if b.Min == 0 && b.Max == 0 {
@@ -267,11 +287,29 @@ func (h *Host) Logger() hclog.Logger { return h.logger }
 // Root returns the root supervisor (for stats and tests).
 func (h *Host) Root() *sdk.Supervisor { return h.root }
 
-// Worker returns the process child of a worker ID, or nil.
-func (h *Host) Worker(id string) *process.Child { return h.workers[id] }
+// Worker returns the process child of a worker ID, or nil. A hot swap
+// from a reload that changed the worker's settings replaces it.
+func (h *Host) Worker(id string) *process.Child {
+	h.treeMu.RLock()
+	defer h.treeMu.RUnlock()
+	return h.workers[id]
+}
 
-// WorkerIDs returns every worker ID in start order (a new slice).
-func (h *Host) WorkerIDs() []string { return append([]string(nil), h.order...) }
+// WorkerIDs returns every worker ID in start order (a new slice); a
+// reload changes it.
+func (h *Host) WorkerIDs() []string {
+	h.treeMu.RLock()
+	defer h.treeMu.RUnlock()
+	return append([]string(nil), h.order...)
+}
+
+// App returns the app definition the host runs now (the last one
+// reloaded). Do not modify it.
+func (h *Host) App() *config.App {
+	h.treeMu.RLock()
+	defer h.treeMu.RUnlock()
+	return h.app
+}
 
 // Supervisors returns every supervisor of the tree, the root first, each
 // before its nested supervisors (a new slice).
@@ -294,21 +332,24 @@ func (h *Host) Serve(ctx context.Context) error {
 	}
 	h.served = true
 	h.mu.Unlock()
-	h.logger.Info("starting app", "app", h.app.Name, "file", h.app.File, "workers", len(h.order), "preset", h.app.Preset)
+	app := h.App()
+	h.logger.Info("starting app", "app", app.Name, "file", app.File, "workers", len(h.WorkerIDs()), "preset", app.Preset)
+	stopWatch := h.startWatching(ctx)
 	err := h.root.Serve(ctx)
+	stopWatch()
 	h.closeSubs()
 	if err != nil && ctx.Err() != nil && errors.Is(err, sdk.ErrStartFailed) && errors.Is(err, context.Canceled) {
 		// Stopped while starting: a shutdown, not a failure.
-		h.logger.Info("app stopped during start-up", "app", h.app.Name)
+		h.logger.Info("app stopped during start-up", "app", h.App().Name)
 		return nil
 	}
 	switch {
 	case err == nil:
-		h.logger.Info("app stopped", "app", h.app.Name)
+		h.logger.Info("app stopped", "app", h.App().Name)
 	case errors.Is(err, sdk.ErrTooManyRestarts):
-		h.logger.Error("app gave up: restart intensity exceeded; every worker was stopped", "app", h.app.Name, "error", err)
+		h.logger.Error("app gave up: restart intensity exceeded; every worker was stopped", "app", h.App().Name, "error", err)
 	default:
-		h.logger.Error("app stopped with an error", "app", h.app.Name, "error", err)
+		h.logger.Error("app stopped with an error", "app", h.App().Name, "error", err)
 	}
 	return err
 }
@@ -316,6 +357,8 @@ func (h *Host) Serve(ctx context.Context) error {
 // Kill SIGKILLs every worker's process group at once, without waiting (a
 // second Ctrl-C). A running Serve then finishes its shutdown promptly.
 func (h *Host) Kill() {
+	h.treeMu.RLock()
+	defer h.treeMu.RUnlock()
 	for _, id := range h.order {
 		h.workers[id].Kill()
 	}

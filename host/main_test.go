@@ -25,8 +25,10 @@ var (
 
 func TestMain(m *testing.M) {
 	plugintest.MainWithBinaries(m, &binDir,
-		plugintest.Build{Out: "p/", Pkgs: []string{"../plugins/echo", "../plugins/ticker", "../plugins/flaky", "../plugins/counter", "../plugins/producer", "./testdata/rawbench"}},
+		plugintest.Build{Out: "p/", Pkgs: []string{"../plugins/echo", "../plugins/ticker", "../plugins/flaky", "../plugins/counter", "../plugins/producer", "./testdata/rawbench", "./testdata/badplugin"}},
 		plugintest.Build{Out: "vigil", Pkgs: []string{"./cmd/vigil"}},
+		// A second version of counter, for the hot-swap tests.
+		plugintest.Build{Out: "v2/", Pkgs: []string{"../plugins/counter"}, Flags: []string{"-ldflags=-X main.version=v2"}},
 	)
 }
 

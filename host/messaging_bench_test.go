@@ -102,7 +102,7 @@ func startRaw(b *testing.B) *rawBench {
 	release := make(chan struct{})
 	child := process.New(process.Spec{
 		ID: "raw", Path: pluginDir() + "/rawbench", TempDir: shortTempDir(b),
-		Mailbox: func(uint64) protocol.MailboxHandler {
+		Mailbox: process.MailboxFunc(func(uint64) protocol.MailboxHandler {
 			return func(ctx context.Context, s *protocol.HostStream) error {
 				streams <- s
 				select {
@@ -111,7 +111,7 @@ func startRaw(b *testing.B) *rawBench {
 				}
 				return nil
 			}
-		},
+		}),
 	}, hclog.NewNullLogger())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -37,3 +37,20 @@ type Incarnation interface {
 type HealthChecker interface {
 	HealthCheck(ctx context.Context) error
 }
+
+// StandbyStarter is an optional interface of a [Child] for hot swaps
+// ([Supervisor.SwapChild]): StartStandby starts an incarnation that is
+// running and ready but does not take work yet (a process worker receives
+// no messages) until the supervisor calls its Activate method (see
+// [Activator]). Its contract is otherwise Start's.
+type StandbyStarter interface {
+	StartStandby(ctx context.Context) (Incarnation, error)
+}
+
+// Activator is an optional interface of an [Incarnation] started by
+// [StandbyStarter.StartStandby]: Activate makes it take over the child's
+// work from the incarnation it replaces, which from then on takes no new
+// work (it finishes what it holds and is stopped). It does not block.
+type Activator interface {
+	Activate()
+}

@@ -62,6 +62,11 @@ var (
 	ErrStartFailed = errors.New("vigil: child failed to start")
 	// ErrHealthCheckFailed reports a child whose health check failed.
 	ErrHealthCheckFailed = errors.New("vigil: health check failed")
+	// ErrSwapFailed: a hot swap did not take place; the old incarnation
+	// keeps running (see [Supervisor.SwapChild]).
+	ErrSwapFailed = errors.New("vigil: swap failed")
+	// ErrSwapInProgress: another swap of the same child has not finished.
+	ErrSwapInProgress = errors.New("vigil: swap in progress")
 
 	// ErrWorkerNotFound is returned when sending to a worker or pool name
 	// that does not exist.

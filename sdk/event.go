@@ -33,10 +33,17 @@ const (
 	// EventSupervisorGaveUp: the restart intensity was exceeded; Err is the
 	// [*RestartLimitError], Child the child whose failure tipped it.
 	EventSupervisorGaveUp
+	// EventChildSwapped: a hot swap committed: a new incarnation
+	// (Incarnation, PID) took over from the old one, which is being
+	// stopped. Not a restart: no restart is counted.
+	EventChildSwapped
+	// EventSwapFailed: a hot swap was abandoned (Err); the old incarnation
+	// keeps running.
+	EventSwapFailed
 )
 
 var eventKindNames = [...]string{"", "child_started", "child_start_failed", "child_exited",
-	"child_restarting", "child_stopped", "health_check_failed", "supervisor_gave_up"}
+	"child_restarting", "child_stopped", "health_check_failed", "supervisor_gave_up", "child_swapped", "swap_failed"}
 
 // String returns the snake_case name, e.g. "child_restarting".
 func (k EventKind) String() string {
@@ -87,6 +94,10 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s health check failed: %v", head, e.Err)
 	case EventSupervisorGaveUp:
 		return fmt.Sprintf("supervisor %q gave up: %v", e.Supervisor, e.Err)
+	case EventChildSwapped:
+		return fmt.Sprintf("%s swapped: incarnation %d took over", head, e.Incarnation)
+	case EventSwapFailed:
+		return fmt.Sprintf("%s swap failed, the old incarnation keeps running: %v", head, e.Err)
 	}
 	return fmt.Sprintf("%s %v", head, e.Kind)
 }
@@ -110,8 +121,10 @@ func logEvent(l hclog.Logger, e Event) {
 		if e.Err == nil {
 			level = hclog.Debug
 		}
-	case EventHealthCheckFailed:
+	case EventHealthCheckFailed, EventSwapFailed:
 		level = hclog.Warn
+	case EventChildSwapped:
+		level = hclog.Info
 	}
 	if l.GetLevel() > level || l.GetLevel() == hclog.Off {
 		return

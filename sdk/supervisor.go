@@ -103,6 +103,7 @@ type child struct {
 	plan        uint64 // restart plan this child waits for (ChildRestarting)
 	pending     bool   // ChildStuck: start again when the old incarnation ends
 	health      context.CancelFunc
+	swapping    bool // a SwapChild is under way
 }
 
 // Supervisor runs children and restarts them following OTP's rules: a

@@ -16,7 +16,10 @@ type App struct {
 	File     string     // absolute path of the config file
 	Preset   sdk.Preset // the preset the defaults came from
 	LogLevel string     // hclog level name: trace, debug, info, warn or error
-	Root     *Supervisor
+	// Metrics is the loopback host:port of the Prometheus endpoint ("":
+	// none).
+	Metrics string
+	Root    *Supervisor
 }
 
 // Supervisor is a supervisor of the tree. The app block itself is the root
@@ -57,6 +60,9 @@ type Worker struct {
 	Priority        sdk.ProcessPriority
 	MaxMemory       uint64 // RSS limit of the process group in bytes (0 = none)
 	SHA256          []byte // pinned digest of the binary (nil = not pinned)
+	// Watch hot-swaps the worker when its plugin binary is replaced on
+	// disk.
+	Watch bool
 
 	HealthCheck *HealthCheck // nil = no health checks
 	Backoff     Backoff

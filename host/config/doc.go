@@ -32,6 +32,7 @@
 //	  max_restarts = 5
 //	  max_seconds  = 30
 //	  log_level    = "info"
+//	  metrics      = "127.0.0.1:9102"
 //
 //	  worker "echo" {
 //	    plugin           = "bin/plugins/echo"
@@ -44,6 +45,7 @@
 //	    max_memory       = "256MiB"
 //	    pool             = 4
 //	    sha256           = "<64 hex digits>"
+//	    watch            = true
 //	    health_check {
 //	      interval = "1s"
 //	      timeout  = "500ms"
@@ -88,6 +90,8 @@
 //	max_restarts  whole number ≥ 0                              preset
 //	max_seconds   whole number ≥ 1 (the sliding window)         preset
 //	log_level     trace | debug | info | warn | error           preset
+//	metrics       loopback host:port of the Prometheus          none
+//	              endpoint (also `vigil run --metrics`)
 //
 // supervisor "NAME" — strategy, max_restarts and max_seconds as above (each
 // supervisor has its own; the defaults come from the preset, not from the
@@ -110,6 +114,8 @@
 //	max_memory        size > 0: RSS limit of the process group  none
 //	pool              1 … 1000 copies, IDs NAME_0 … NAME_{N-1}  single worker, ID NAME
 //	sha256            64 hex digits: refuse other binaries      not pinned
+//	watch             true | false: hot-swap the worker when    false
+//	                  its plugin binary is replaced on disk
 //
 //	health_check { }  no block: no health checks
 //	  interval        duration > 0                              preset

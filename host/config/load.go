@@ -142,6 +142,15 @@ func (l *loader) load(src []byte) *App {
 	if lvl, ok := enumAttr(l, body.Attributes["log_level"], "log_level", "log level", logLevels, parseLogLevel); ok {
 		app.LogLevel = lvl
 	}
+	if a := body.Attributes["metrics"]; a != nil {
+		if addr, ok := l.stringAttr(a, "metrics"); ok {
+			if err := LoopbackAddress(addr); err != nil {
+				l.errorf(a.Expr.Range(), "Invalid metrics address", "%v. The Prometheus endpoint is served on loopback only, for example metrics = \"127.0.0.1:9102\"; leave the attribute out for no endpoint.", err)
+			} else {
+				app.Metrics = addr
+			}
+		}
+	}
 	app.Root = l.supervisor(blockApp, block, body)
 	return app
 }
@@ -354,6 +363,9 @@ func (l *loader) worker(block *hcl.Block, c *hcl.BodyContent) *Worker {
 				w.SHA256 = sum
 			}
 		}
+	}
+	if v, ok := l.boolAttr(attrs["watch"], "watch"); ok {
+		w.Watch = v
 	}
 	if hc := l.content(l.single(c, blockHealthCheck), healthCheckSchema); hc != nil {
 		w.HealthCheck = l.healthCheck(hc.Attributes)

@@ -48,7 +48,7 @@ var (
 	// appSchema is the body of the app block: the root supervisor plus
 	// app-wide settings.
 	appSchema = schema(
-		[]string{"preset", "log_level", "strategy", "max_restarts", "max_seconds"},
+		[]string{"preset", "log_level", "strategy", "max_restarts", "max_seconds", "metrics"},
 		labelled(blockWorker), labelled(blockSupervisor))
 
 	// supervisorSchema is the body of a supervisor block.
@@ -59,7 +59,7 @@ var (
 	// workerSchema is the body of a worker block.
 	workerSchema = schema(
 		[]string{"plugin", "args", "env", "restart", "shutdown_timeout", "start_timeout",
-			"priority", "max_memory", "pool", "sha256"},
+			"priority", "max_memory", "pool", "sha256", "watch"},
 		hcl.BlockHeaderSchema{Type: blockHealthCheck},
 		hcl.BlockHeaderSchema{Type: blockBackoff},
 		hcl.BlockHeaderSchema{Type: blockMailbox},

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vigil-run/vigil/host"
 )
 
 // Usage documents the control commands.
@@ -23,11 +25,15 @@ const Usage = `  vigil status [--json] [config.hcl]          show the supervisio
   vigil deadletters <worker> [--replay ID | --discard ID]
                                               list, replay or discard a mailbox's dead letters
   vigil events                                follow lifecycle events as JSON lines (until Ctrl-C or the host stops)
+  vigil reload                                re-read the config file: add, remove and change workers;
+                                              changed plugin binaries are hot-swapped
+  vigil swap <worker|pool>                    hot-swap a worker (a pool one member at a time) to its
+                                              plugin binary as it is on disk now
   control commands find the host's socket from the config file (default
   ./config.hcl, or --config FILE) like ` + "`vigil run`" + ` does, or take --control PATH`
 
 // Commands lists the command names handled by [Run].
-var Commands = []string{"status", "start", "stop", "restart", "send", "deadletters", "events"}
+var Commands = []string{"status", "start", "stop", "restart", "send", "deadletters", "events", "reload", "swap"}
 
 // parse parses flags anywhere among args (flag stops at the first
 // positional argument; this resumes after it) and returns the positionals.
@@ -71,7 +77,7 @@ func Run(ctx context.Context, cmd string, args []string, stdout io.Writer) error
 	if err != nil {
 		return fmt.Errorf("%s: %w\nusage:\n%s", cmd, err, Usage)
 	}
-	want := map[string]int{"status": 0, "start": 1, "stop": 1, "restart": 1, "send": 2, "deadletters": 1, "events": 0}
+	want := map[string]int{"status": 0, "start": 1, "stop": 1, "restart": 1, "send": 2, "deadletters": 1, "events": 0, "reload": 0, "swap": 1}
 	n, ok := want[cmd]
 	if !ok {
 		return fmt.Errorf("unknown command %q\nusage:\n%s", cmd, Usage)
@@ -118,6 +124,18 @@ func Run(ctx context.Context, cmd string, args []string, stdout io.Writer) error
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", pos[0], map[string]string{"start": "started", "stop": "stopped", "restart": "restarted"}[cmd])
+		return nil
+	case "reload":
+		rep, err := c.Reload(ctx)
+		if rep != nil {
+			WriteReload(stdout, rep)
+		}
+		return err
+	case "swap":
+		if err := c.Swap(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: swapped\n", pos[0])
 		return nil
 	case "send":
 		id, err := c.Send(ctx, pos[0], SendRequest{Payload: pos[1], Priority: *priority, TTL: Duration(*ttl), ID: *msgID})
@@ -183,6 +201,24 @@ func WriteStatus(w io.Writer, st *Status) {
 			n.Mailbox, n.InFlight, n.DeadLetters, mem, dash(sum), dash(oneLine(n.LastExit)))
 	}
 	tw.Flush()
+}
+
+// WriteReload prints what a reload did, one line per kind of change.
+func WriteReload(w io.Writer, r *host.ReloadReport) {
+	for _, l := range []struct {
+		what string
+		ids  []string
+	}{{"added", r.Added}, {"removed", r.Removed}, {"swapped", r.Swapped}, {"restarted", r.Restarted}, {"failed", r.Failed}} {
+		if len(l.ids) > 0 {
+			fmt.Fprintf(w, "%-9s %s\n", l.what, strings.Join(l.ids, ", "))
+		}
+	}
+	if len(r.Added)+len(r.Removed)+len(r.Swapped)+len(r.Restarted)+len(r.Failed) == 0 {
+		fmt.Fprintln(w, "nothing changed")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 }
 
 // WriteDeadLetters prints dead letters as an aligned table.

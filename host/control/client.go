@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/vigil-run/vigil/host"
 )
 
 // Client talks to a host's control socket. Create it with [NewClient].
@@ -20,6 +22,7 @@ type Client struct {
 	path   string
 	config string // for error messages; may be empty
 	hc     *http.Client
+	long   *http.Client // no overall timeout: reloads and swaps take what they take
 }
 
 // NewClient returns a client for the control socket at path. config names
@@ -33,13 +36,18 @@ func NewClient(path, config string) *Client {
 		},
 		DisableKeepAlives: true,
 	}
-	return &Client{path: path, config: config, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &Client{path: path, config: config, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, long: &http.Client{Transport: tr}}
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil). It
 // blocks up to 30 s. Errors wrap [ErrNoHost] when nobody listens on the
 // socket; a server error is returned with its message.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(c.hc, ctx, method, path, in, out)
+}
+
+// doWith is do with the given HTTP client.
+func (c *Client) doWith(hc *http.Client, ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -55,7 +63,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return c.dialErr(err)
 	}
@@ -181,4 +189,26 @@ func (c *Client) Replay(ctx context.Context, worker, id string) error {
 // Discard deletes dead letter id of worker's mailbox.
 func (c *Client) Discard(ctx context.Context, worker, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(worker)+"/deadletters/"+url.PathEscape(id), nil, nil)
+}
+
+// Reload makes the host re-read its config file and apply it (see
+// [host.Host.Reload]). It blocks until the host has applied it (no time
+// limit but ctx's). A refused reload changed nothing; a partly failed one
+// returns the report and the error.
+func (c *Client) Reload(ctx context.Context) (*host.ReloadReport, error) {
+	var res ReloadResult
+	if err := c.doWith(c.long, ctx, http.MethodPost, "/v1/reload", struct{}{}, &res); err != nil {
+		return nil, err
+	}
+	if res.Error != "" {
+		return &res.Report, errors.New(res.Error)
+	}
+	return &res.Report, nil
+}
+
+// Swap hot-swaps a worker, or every member of a pool one at a time, to
+// its plugin binary as it is on disk now (see [host.Host.Swap]). It
+// blocks until done (no time limit but ctx's).
+func (c *Client) Swap(ctx context.Context, worker string) error {
+	return c.doWith(c.long, ctx, http.MethodPost, "/v1/workers/"+url.PathEscape(worker)+"/swap", struct{}{}, nil)
 }

@@ -18,6 +18,8 @@
 package control
 
 import (
+	"github.com/vigil-run/vigil/host"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -116,6 +118,13 @@ type SendRequest struct {
 // SendResult is the answer of a send.
 type SendResult struct {
 	ID string `json:"id"`
+}
+
+// ReloadResult is the answer of POST /v1/reload: what was done, and the
+// error of the changes that failed (empty: none).
+type ReloadResult struct {
+	Report host.ReloadReport `json:"report"`
+	Error  string            `json:"error,omitempty"`
 }
 
 // DeadLetter is one dead letter as listed by the API.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/host"
+	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
@@ -76,6 +77,7 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 	mux.HandleFunc("POST /v1/workers/{id}/deadletters/{dl}/replay", s.replay)
 	mux.HandleFunc("DELETE /v1/workers/{id}/deadletters/{dl}", s.discard)
 	mux.HandleFunc("GET /v1/events", s.events)
+	mux.HandleFunc("POST /v1/reload", s.reload)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		defer close(s.done)
@@ -224,12 +226,24 @@ func rss(pid int) int64 {
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 	id, action := r.PathValue("id"), r.PathValue("action")
-	if action == "send" {
+	switch action {
+	case "send":
 		s.send(w, r, id)
+		return
+	case "swap":
+		if err := s.h.Swap(r.Context(), id); err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, sdk.ErrWorkerNotFound) {
+				code = http.StatusNotFound
+			}
+			writeErr(w, code, fmt.Errorf("swap %s: %w", id, err))
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
 		return
 	}
 	if !slices.Contains([]string{"start", "stop", "restart"}, action) {
-		writeErr(w, http.StatusNotFound, fmt.Errorf("unknown action %q (start, stop, restart, send)", action))
+		writeErr(w, http.StatusNotFound, fmt.Errorf("unknown action %q (start, stop, restart, send, swap)", action))
 		return
 	}
 	if !s.worker(w, id) {
@@ -427,4 +441,26 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 // isNoHost reports whether a dial error means nobody listens.
 func isNoHost(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)
+}
+
+// reload re-reads the config file and applies it to the running host.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	app, err := config.Load(s.config)
+	if err != nil {
+		var b strings.Builder
+		_ = config.Render(&b, err)
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("%s is not a valid app definition; nothing was changed:\n%s", s.config, strings.TrimRight(b.String(), "\n")))
+		return
+	}
+	rep, err := s.h.Reload(r.Context(), app)
+	switch {
+	case rep == nil && errors.Is(err, host.ErrRestartRequired):
+		writeErr(w, http.StatusConflict, err)
+	case rep == nil:
+		writeErr(w, http.StatusBadRequest, err)
+	case err != nil:
+		writeJSON(w, http.StatusOK, ReloadResult{Report: *rep, Error: err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, ReloadResult{Report: *rep})
+	}
 }

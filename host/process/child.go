@@ -29,7 +29,8 @@ type Child struct {
 	logger  hclog.Logger
 	starts  atomic.Uint64
 	current atomic.Pointer[Incarnation]
-	killed  atomic.Bool // Kill was called: no more starts, no graceful stops
+	standby atomic.Pointer[Incarnation] // a hot swap's new incarnation, until activated
+	killed  atomic.Bool                 // Kill was called: no more starts, no graceful stops
 }
 
 // New returns a Child for spec. logger names the worker's log lines; the
@@ -99,7 +100,16 @@ func baseEnv() []string {
 // file; nothing it started is left running on failure. The incarnation is
 // an [*Incarnation] when [Spec.HealthCheckFailures] is positive; otherwise a
 // wrapper with the same Done, Err, Stop and PID but no HealthCheck.
-func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
+func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) { return c.start(ctx, false) }
+
+// StartStandby is Start for a hot swap ([sdk.Supervisor.SwapChild]): the
+// incarnation runs and is ready, but its mailbox stream receives no
+// messages until its Activate method is called; until then [Child.Current]
+// still returns the incarnation it is to replace. It implements
+// [sdk.StandbyStarter]; blocking and errors are Start's.
+func (c *Child) StartStandby(ctx context.Context) (sdk.Incarnation, error) { return c.start(ctx, true) }
+
+func (c *Child) start(ctx context.Context, standby bool) (sdk.Incarnation, error) {
 	n := c.starts.Add(1)
 	s := c.spec
 	fail := func(err error) (sdk.Incarnation, error) {
@@ -111,6 +121,7 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	if err := Check(s); err != nil {
 		return fail(err)
 	}
+	binID, _ := statID(s.Path) // what this incarnation runs, for BinaryChanged
 	base := s.TempDir
 	if base == "" {
 		base = os.TempDir()
@@ -150,8 +161,8 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
 	})
 	inc := &Incarnation{
-		killed: &c.killed,
-		spec:   s, n: n, logger: c.logger, client: client, runner: r,
+		owner: c, killed: &c.killed, binID: binID,
+		spec: s, n: n, logger: c.logger, client: client, runner: r,
 		dir: dir, stderr: stderr, done: make(chan struct{}), clientClosed: make(chan struct{}),
 	}
 	startCtx, cancel := context.WithTimeout(ctx, s.StartTimeout)
@@ -180,7 +191,7 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 		}
 		req := protocol.RunRequest{WorkerID: s.ID, Incarnation: n, Config: s.Config}
 		if s.Mailbox != nil {
-			req.Mailbox = s.Mailbox(n)
+			req.Mailbox = s.Mailbox.Handler(n, standby)
 		}
 		run, err := pc.Run(startCtx, req)
 		if err != nil {
@@ -226,7 +237,11 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 	if s.MaxMemory > 0 {
 		go inc.watchMemory()
 	}
-	c.current.Store(inc)
+	if standby {
+		c.standby.Store(inc)
+	} else {
+		c.current.Store(inc)
+	}
 	if c.killed.Load() { // Kill raced with this start
 		inc.runner.signal(syscall.SIGKILL)
 	}
@@ -243,13 +258,29 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) {
 // concurrent use.
 func (c *Child) Kill() {
 	c.killed.Store(true)
-	if inc := c.current.Load(); inc != nil {
-		inc.runner.signal(syscall.SIGKILL)
+	for _, inc := range []*Incarnation{c.current.Load(), c.standby.Load()} {
+		if inc != nil {
+			inc.runner.signal(syscall.SIGKILL)
+		}
 	}
 }
 
 // errKilled refuses starts after [Child.Kill].
 var errKilled = errors.New("the host is killing every worker; not starting it again")
+
+// BinaryChanged reports whether the plugin file at the spec's path is no
+// longer the file the current incarnation was started from (it was
+// replaced, rewritten or touched), so a hot swap would run something new.
+// It is false before the first start and while the file is missing. It
+// does not block (one stat).
+func (c *Child) BinaryChanged() bool {
+	inc := c.current.Load()
+	if inc == nil {
+		return false
+	}
+	id, err := statID(c.spec.Path)
+	return err == nil && id != inc.binID
+}
 
 // Current returns the last incarnation started (which may have ended), or
 // nil before the first start. Safe for concurrent use.
@@ -263,6 +294,7 @@ func (u unchecked) Done() <-chan struct{}          { return u.i.Done() }
 func (u unchecked) Err() error                     { return u.i.Err() }
 func (u unchecked) Stop(ctx context.Context) error { return u.i.Stop(ctx) }
 func (u unchecked) PID() int                       { return u.i.PID() }
+func (u unchecked) Activate()                      { u.i.Activate() }
 
 // handshakeError makes go-plugin's start errors say what to do.
 func handshakeError(path string, err error) error {

@@ -21,6 +21,8 @@ import (
 // [sdk.Incarnation] and [sdk.HealthChecker]; its methods are safe for
 // concurrent use.
 type Incarnation struct {
+	owner  *Child
+	binID  fileID       // the plugin file it was started from
 	killed *atomic.Bool // the Child's: set by Child.Kill
 	spec   Spec
 	n      uint64
@@ -46,7 +48,19 @@ type Incarnation struct {
 var (
 	_ sdk.Incarnation   = (*Incarnation)(nil)
 	_ sdk.HealthChecker = (*Incarnation)(nil)
+	_ sdk.Activator     = (*Incarnation)(nil)
 )
+
+// Activate makes a standby incarnation (see [Child.StartStandby]) the
+// worker's current one: its mailbox stream starts receiving messages and
+// the incarnation it replaces receives no new ones. It does not block.
+func (i *Incarnation) Activate() {
+	i.owner.standby.CompareAndSwap(i, nil)
+	i.owner.current.Store(i)
+	if i.spec.Mailbox != nil {
+		i.spec.Mailbox.Activate(i.n)
+	}
+}
 
 // PID returns the plugin process's ID. It does not block.
 func (i *Incarnation) PID() int { return i.runner.PID() }

@@ -52,15 +52,40 @@ type Spec struct {
 	// do not implement [sdk.HealthChecker], so a monitoring supervisor does
 	// not check them.
 	HealthCheckFailures int
-	// Mailbox, when set, returns the handler of the mailbox stream of
-	// incarnation n (see [protocol.RunRequest.Mailbox]): the host serves
-	// it to the plugin through the go-plugin broker. nil: no mailbox.
-	Mailbox func(n uint64) protocol.MailboxHandler
+	// Mailbox, when set, connects the incarnations to the worker's
+	// host-side mailbox. nil: no mailbox.
+	Mailbox Mailbox
 	// TempDir is where per-incarnation socket directories are created.
 	// Default os.TempDir(). At most 50 bytes long (unix socket paths are
 	// limited to 107 bytes), else Start fails with [ErrBadTempDir].
 	TempDir string
 }
+
+// Mailbox connects a worker's incarnations to its host-side mailbox (the
+// host's bridge). Its methods must be safe for concurrent use and must not
+// block.
+type Mailbox interface {
+	// Handler returns the handler of the mailbox stream of incarnation n
+	// (see [protocol.RunRequest.Mailbox]), which the host serves to the
+	// plugin through the go-plugin broker. A standby incarnation (a hot
+	// swap's new one) receives no messages until Activate(n).
+	Handler(n uint64, standby bool) protocol.MailboxHandler
+	// Activate makes incarnation n the one messages are delivered to:
+	// every other incarnation of the worker stops receiving new ones (it
+	// keeps those it holds until it acknowledges them or ends).
+	Activate(n uint64)
+}
+
+// MailboxFunc adapts a function returning the stream handler of
+// incarnation n to a [Mailbox] without hot-swap support: a standby
+// incarnation is served like any other and Activate does nothing.
+type MailboxFunc func(n uint64) protocol.MailboxHandler
+
+// Handler calls f(n).
+func (f MailboxFunc) Handler(n uint64, _ bool) protocol.MailboxHandler { return f(n) }
+
+// Activate does nothing.
+func (MailboxFunc) Activate(uint64) {}
 
 func (s Spec) withDefaults() Spec {
 	if s.StartTimeout <= 0 {

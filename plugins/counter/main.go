@@ -12,6 +12,11 @@
 //	  crash_on   = "poison"     # exit with status 3 on this payload
 //	  pong       = false        # answer each message with "pong:<payload>" to its sender
 //	}
+//
+// A request (a message with a reply-to address, e.g. from Call) is
+// answered with "version:<version>", the version the binary was built
+// with (`go build -ldflags "-X main.version=v2"`; default "dev"), and is not
+// forwarded: the hot-swap tests ask which binary serves.
 package main
 
 import (
@@ -37,6 +42,9 @@ type config struct {
 	Pong      bool         `json:"pong"`
 }
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 type worker struct{}
 
 // Run consumes the inbox until the host stops the worker.
@@ -58,6 +66,12 @@ func (*worker) Run(ctx context.Context, rt *sdk.Runtime) error {
 		if cfg.CrashOn != "" && m.PayloadString() == cfg.CrashOn {
 			rt.Logger().Error("crashing on purpose", "payload", cfg.CrashOn, "attempt", in.Attempts(m))
 			os.Exit(3)
+		}
+		if m.ReplyTo() != "" {
+			if err := rt.Reply(ctx, m, sdk.Msg("version:"+version).MustBuild()); err != nil && ctx.Err() == nil {
+				rt.Logger().Warn("reply failed", "to", m.ReplyTo(), "error", err)
+			}
+			continue
 		}
 		if cfg.Delay > 0 {
 			t := time.NewTimer(time.Duration(cfg.Delay))

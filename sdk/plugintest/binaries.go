@@ -18,8 +18,9 @@ import (
 // is relative to the binaries directory; "" (or a name ending in "/") puts
 // every package's binary in that directory under its own name.
 type Build struct {
-	Out  string
-	Pkgs []string
+	Out   string
+	Pkgs  []string
+	Flags []string // extra `go build` flags, e.g. "-ldflags=-X main.version=v2"
 }
 
 // MainWithBinaries is the TestMain of an integration test that runs real
@@ -52,7 +53,7 @@ func mainWithBinaries(m *testing.M, dir *string, builds []Build) (int, error) {
 			}
 			out += "/"
 		}
-		args := append([]string{"build", "-o", out}, b.Pkgs...)
+		args := append(append([]string{"build", "-o", out}, b.Flags...), b.Pkgs...)
 		if msg, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 			return 1, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
 		}
