@@ -67,6 +67,7 @@ type bridge struct {
 	callSeq  atomic.Uint64
 
 	repliesDropped atomic.Uint64
+	deliveryHook   func(worker string, d time.Duration) // Options.DeliveryHook; fixed after New
 }
 
 func newBridge(logger hclog.Logger, window, poolWindow int) *bridge {
@@ -361,6 +362,7 @@ type tagged struct {
 	id      string
 	size    int
 	credits *window
+	pushed  time.Time // when it was handed to the stream (set with a delivery hook only)
 }
 
 // window is a credit window with slow start: it opens at its initial
@@ -589,6 +591,12 @@ func (s *session) read() error {
 			for _, tg := range tgs {
 				_ = tg.mb.Ack(tg.id)
 			}
+			if hook := s.b.deliveryHook; hook != nil {
+				now := time.Now()
+				for _, tg := range tgs {
+					hook(s.id, now.Sub(tg.pushed))
+				}
+			}
 			s.settle(tgs)
 		}
 		for _, nk := range u.Nacks {
@@ -692,11 +700,15 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 			size += m.Size()
 		}
 		credits.release(n - len(batch))
+		var now time.Time
+		if s.b.deliveryHook != nil {
+			now = time.Now()
+		}
 		s.mu.Lock()
 		s.bytes.Add(int64(size))
 		for _, m := range batch {
 			s.tag++
-			s.tags[s.tag] = tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits}
+			s.tags[s.tag] = tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits, pushed: now}
 			env := sdk.EnvelopeFromMessage(m, m.Sender())
 			env.Attempts = int32(m.Attempts())
 			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: s.tag, Msg: env})

@@ -42,6 +42,12 @@ type Options struct {
 	// PoolWindow is how many messages of its pool's shared mailbox one
 	// pool member may hold unacknowledged. Default [DefaultPoolWindow].
 	PoolWindow int
+	// DeliveryHook, when set, is called each time a worker acknowledges a
+	// message, with the worker ID and the time from the hand-over of the
+	// message to the worker's stream to its acknowledgement (the metrics'
+	// delivery latency). It is called on the stream's reader goroutine:
+	// it must be fast and must not block.
+	DeliveryHook func(worker string, d time.Duration)
 	// WatchDebounce is how long a watched plugin binary must stay
 	// unchanged before it is hot-swapped. Default [DefaultWatchDebounce].
 	WatchDebounce time.Duration
@@ -62,8 +68,8 @@ type Host struct {
 	reloadMu sync.Mutex   // one reload or swap at a time
 	treeMu   sync.RWMutex // guards the fields below, which a reload changes
 	app      *config.App
-	workers  map[string]*process.Child // by worker ID
-	order    []string                  // worker IDs in start order
+	workers  map[string]*process.Child  // by worker ID
+	order    []string                   // worker IDs in start order
 	owner    map[string]*sdk.Supervisor // worker ID → its supervisor
 	byName   map[string]*sdk.Supervisor // supervisor name → supervisor
 	watch    *watcher                   // nil until Serve, when a worker has watch = true
@@ -169,6 +175,7 @@ func New(app *config.App, opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook,
 		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
+	h.bridge.deliveryHook = opts.DeliveryHook
 	var errs []error
 	h.bridge.setWorkers(app.Workers())
 	for _, w := range app.Workers() {

@@ -218,8 +218,10 @@ func TestHotSwapRollsBack(t *testing.T) {
 		wantMsg string
 	}{
 		{
-			name:    "not a plugin",
-			replace: func(t *testing.T, path string) { deployBytes(t, path, []byte("#!/bin/sh\necho not a plugin\nexit 3\n")) },
+			name: "not a plugin",
+			replace: func(t *testing.T, path string) {
+				deployBytes(t, path, []byte("#!/bin/sh\necho not a plugin\nexit 3\n"))
+			},
 			want:    []error{sdk.ErrSwapFailed, sdk.ErrStartFailed},
 			wantMsg: "did not complete the Vigil plugin handshake",
 		},

@@ -29,8 +29,8 @@ type watcher struct {
 	wg       sync.WaitGroup
 
 	mu     sync.Mutex
-	blocks map[string][]string     // plugin path → names of the watched worker blocks using it
-	dirs   map[string]bool         // directories watched
+	blocks map[string][]string    // plugin path → names of the watched worker blocks using it
+	dirs   map[string]bool        // directories watched
 	timers map[string]*time.Timer // plugin path → pending swap
 	closed bool
 }
