@@ -13,7 +13,7 @@ import (
 func LoopbackAddress(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q is not host:port: %v", addr, err)
+		return fmt.Errorf("%q is not host:port (%v); use e.g. 127.0.0.1:9102", addr, err)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
@@ -22,7 +22,7 @@ func LoopbackAddress(addr string) error {
 		return nil
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address (use 127.0.0.1, ::1 or localhost)", addr)
+		return fmt.Errorf("%q is not a loopback address: use 127.0.0.1:%s, [::1]:%s or localhost:%s", addr, port, port, port)
 	}
 	return nil
 }

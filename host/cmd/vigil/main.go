@@ -1,9 +1,9 @@
 // Command vigil runs an app definition: every worker of an HCL config file
 // as its own plugin process, supervised by strategy, intensity and backoff.
 //
-//	vigil run [--control PATH] [config.hcl]   run the app (default ./config.hcl) until Ctrl-C
+//	vigil run [--control PATH] [--metrics ADDR] [config.hcl]   run the app (default ./config.hcl) until Ctrl-C
 //	vigil validate config.hcl                 check the file; print OK or every problem
-//	vigil status|start|stop|restart|send|deadletters …   operate the running host
+//	vigil status|start|stop|restart|send|deadletters|events|reload|swap …   operate the running host
 //
 // `vigil run` serves a control API on a unix socket (mode 0600): --control
 // PATH, default "<config dir>/.<config name>.vigil.sock" (see
@@ -24,6 +24,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,10 +32,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vigil-run/vigil/host"
 	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/host/control"
+	"github.com/vigil-run/vigil/host/metrics"
 	"github.com/vigil-run/vigil/sdk"
 )
 
@@ -74,7 +77,10 @@ func main() {
 }
 
 const usage = `usage:
-  vigil run [--control PATH] [config.hcl]     run the app (default ./config.hcl) until Ctrl-C
+  vigil run [--control PATH] [--metrics ADDR] [config.hcl]
+                                              run the app (default ./config.hcl) until Ctrl-C;
+                                              --metrics serves Prometheus metrics on a loopback
+                                              host:port (overrides the config's metrics attribute)
   vigil validate config.hcl                   check a config file and print OK or its problems
 ` + control.Usage
 
@@ -84,23 +90,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
-		var sock string
-		if len(rest) >= 2 && (rest[0] == "--control" || rest[0] == "-control") {
-			sock, rest = rest[1], rest[2:]
-		} else if len(rest) >= 1 && (strings.HasPrefix(rest[0], "--control=") || strings.HasPrefix(rest[0], "-control=")) {
-			sock, rest = rest[0][strings.Index(rest[0], "=")+1:], rest[1:]
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		sock := fs.String("control", "", "control socket path")
+		metricsAddr := fs.String("metrics", "", "loopback host:port of the Prometheus endpoint")
+		if err := fs.Parse(rest); err != nil {
+			return fmt.Errorf("run: %w\n%s", err, usage)
 		}
+		rest = fs.Args()
 		if len(rest) > 1 {
-			return fmt.Errorf("run takes at most one config file\n%s", usage)
+			return fmt.Errorf("run takes at most one config file (flags go before it)\n%s", usage)
 		}
 		path := "config.hcl"
 		if len(rest) == 1 {
 			path = rest[0]
 		}
-		if sock == "" {
-			sock = control.SocketPath(path)
+		if *sock == "" {
+			*sock = control.SocketPath(path)
 		}
-		return runApp(path, sock, stderr)
+		if *metricsAddr != "" {
+			if err := metrics.CheckAddr(*metricsAddr); err != nil {
+				return fmt.Errorf("run --metrics: %w", err)
+			}
+		}
+		return runApp(path, *sock, *metricsAddr, stderr)
 	case "validate":
 		if len(rest) != 1 {
 			return fmt.Errorf("validate takes exactly one config file\n%s", usage)
@@ -131,14 +144,32 @@ func load(path string, w io.Writer) (*config.App, error) {
 	return app, nil
 }
 
-func runApp(path, sock string, stderr io.Writer) error {
+func runApp(path, sock, metricsAddr string, stderr io.Writer) error {
 	app, err := load(path, stderr)
 	if err != nil {
 		return err
 	}
-	h, err := host.New(app, host.Options{Output: stderr})
+	if metricsAddr == "" {
+		metricsAddr = app.Metrics
+	}
+	var m *metrics.Metrics // Observe and ObserveDelivery do nothing on nil
+	opts := host.Options{Output: stderr}
+	if metricsAddr != "" {
+		opts.EventHook = func(e sdk.Event) { m.Observe(e) }
+		opts.DeliveryHook = func(w string, d time.Duration) { m.ObserveDelivery(w, d) }
+	}
+	h, err := host.New(app, opts)
 	if err != nil {
 		return &exitError{exitFailure, fmt.Errorf("cannot run %s:\n%w", path, err)}
+	}
+	if metricsAddr != "" {
+		m = metrics.New(h) // before Serve: no event or delivery yet
+		srv, err := metrics.Listen(metricsAddr, m)
+		if err != nil {
+			return &exitError{exitFailure, fmt.Errorf("metrics: %w", err)}
+		}
+		defer srv.Close()
+		h.Logger().Info("metrics listening", "url", "http://"+srv.Addr()+"/metrics")
 	}
 	ctl, err := control.Listen(sock, h, path)
 	if err != nil {
