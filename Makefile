@@ -34,6 +34,8 @@ bench: ## run every benchmark against its baseline (a few minutes): table to ben
 	@{ $(GO) test -run '^$$' -bench 'SendRecv|PingPong|RestartLatency' -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee bench.txt
 	@echo "==> go test -bench ./host/: bridge vs raw go-plugin stream (count=$(BENCHCOUNT), benchtime=6x)"
 	@{ $(GO) test -run '^$$' -bench 'BridgeVsRaw' -count $(BENCHCOUNT) -benchtime 6x ./host/ 2>&1 || echo "FAIL: go test ./host/ exited $$?"; } | tee -a bench.txt
+	@echo "==> go test -bench ./host/: hot-swap pause vs crash restart under load (count=$(BENCHCOUNT), benchtime=10x)"
+	@{ $(GO) test -run '^$$' -bench 'SwapPause' -count $(BENCHCOUNT) -benchtime 10x ./host/ 2>&1 || echo "FAIL: go test ./host/ exited $$?"; } | tee -a bench.txt
 	@echo "==> go test -bench ./host/process/: crash to serving (count=$(or $(BENCHPROCCOUNT),5), $(or $(BENCHKILLS),100) kills each)"
 	@{ $(GO) test -run '^$$' -bench 'CrashToServing' -count $(or $(BENCHPROCCOUNT),5) -benchtime $(or $(BENCHKILLS),100)x ./host/process/ 2>&1 || echo "FAIL: go test ./host/process/ exited $$?"; } | tee -a bench.txt
 	@echo "==> go test -bench ./host/process/: host memory per worker (count=$(or $(BENCHPROCCOUNT),5))"

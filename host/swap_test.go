@@ -21,7 +21,7 @@ import (
 // swappable copies the counter plugin (version "dev") into a fresh
 // directory under the build directory (so that leftover processes are
 // found) and returns its path.
-func swappable(t *testing.T) string {
+func swappable(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp(binDir, "swap")
 	if err != nil {
@@ -36,7 +36,7 @@ func swappable(t *testing.T) string {
 // deploy replaces the file at path by a copy of src the way deploy tools
 // do: write a temporary file next to it, then rename it over the old one
 // (a running binary cannot be written in place).
-func deploy(t *testing.T, path, src string) {
+func deploy(t testing.TB, path, src string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -45,7 +45,7 @@ func deploy(t *testing.T, path, src string) {
 	deployBytes(t, path, data)
 }
 
-func deployBytes(t *testing.T, path string, data []byte) {
+func deployBytes(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, 0o755); err != nil {
