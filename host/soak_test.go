@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,7 +29,9 @@ var soakDuration = flag.Duration("soak", 8*time.Second, "chaos phase of TestChao
 // supervisor of 2, all counters forwarding what they process to a
 // collector nobody kills and nobody reads but the test. Intensity is
 // generous (the chaos loop kills at most ~7 workers a second) and
-// backoff short, so no supervisor gives up.
+// backoff short, so no supervisor gives up. The pool runs a copy of the
+// counter in its own directory ({S}), which the soak replaces by v2 and
+// hot-swaps half-way through the chaos.
 const soakApp = `
 app "soak" {
   max_restarts = 1000
@@ -43,7 +46,7 @@ app "soak" {
     mailbox { capacity = 100000 }
   }
   worker "crew" {
-    plugin = "{P}/counter"
+    plugin = "{S}/counter"
     pool   = 3
     config { forward_to = "collector" }
     backoff {
@@ -135,6 +138,8 @@ func (s *soakTracker) hook(e sdk.Event) {
 		if e.Incarnation > 1 {
 			s.restarts++
 		}
+	case sdk.EventChildSwapped: // not a restart; the new PID is the live one
+		s.live[e.Child] = e.PID
 	case sdk.EventChildExited, sdk.EventChildStopped:
 		if s.live[e.Child] == e.PID {
 			delete(s.live, e.Child)
@@ -212,7 +217,8 @@ func TestChaosSoak(t *testing.T) {
 	chaos := *soakDuration
 	baseline := runtime.NumGoroutine()
 
-	app, err := config.Load(writeConfig(t, soakApp))
+	swapBin := swappable(t)
+	app, err := config.Load(writeConfig(t, strings.ReplaceAll(soakApp, "{S}", filepath.Dir(swapBin))))
 	if err != nil {
 		t.Fatalf("config: %s", config.Format(err))
 	}
@@ -302,11 +308,19 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}()
 
-	// Chaos: SIGKILL a random running victim every 100–400 ms.
+	// Chaos: SIGKILL a random running victim every 100–400 ms; half-way,
+	// deploy v2 of the pool's binary and hot-swap the pool meanwhile.
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
 	start := time.Now()
 	var killErrs []error
+	swapErr := make(chan error, 1)
+	swapping := false
 	for time.Since(start) < chaos {
+		if !swapping && time.Since(start) >= chaos/2 {
+			swapping = true
+			deploy(t, swapBin, v2())
+			go func() { swapErr <- h.Swap(ctx, "crew") }()
+		}
 		gap := time.NewTimer(time.Duration(100+rng.IntN(300)) * time.Millisecond)
 		select {
 		case <-gap.C: // pacing, not synchronisation
@@ -321,6 +335,12 @@ func TestChaosSoak(t *testing.T) {
 	close(stopTraffic)
 	traffic := <-trafficDone
 	chaosTime := time.Since(start)
+	if !swapping {
+		t.Fatal("the chaos phase ended before the hot swap")
+	}
+	if err := <-swapErr; err != nil {
+		t.Errorf("hot swap of the pool during the chaos: %v", err)
+	}
 	if len(killErrs) > 0 {
 		t.Errorf("kill errors: %v", killErrs)
 	}
@@ -403,6 +423,14 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if len(traffic.sent) == 0 {
 		t.Errorf("no traffic")
+	}
+	for _, id := range []string{"crew_0", "crew_1", "crew_2"} {
+		if n := countEvents(ev.snapshot(), sdk.EventChildSwapped, id); n != 1 {
+			t.Errorf("%s swapped %d times, want 1", id, n)
+		}
+		if v := version(t, h, id); v != "v2" {
+			t.Errorf("%s serves %q after the swap, want v2", id, v)
+		}
 	}
 
 	// Stop: nothing left running, goroutines back to baseline.
