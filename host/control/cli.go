@@ -30,7 +30,9 @@ const Usage = `  vigil status [--json] [config.hcl]          show the supervisio
   vigil swap <worker|pool>                    hot-swap a worker (a pool one member at a time) to its
                                               plugin binary as it is on disk now
   control commands find the host's socket from the config file (default
-  ./config.hcl, or --config FILE) like ` + "`vigil run`" + ` does, or take --control PATH`
+  ./config.hcl, or --config FILE) like ` + "`vigil run`" + ` does, or take --control PATH;
+  --control tcp://127.0.0.1:PORT reaches a host run with --control-tcp (the token
+  is read from the file next to the config's socket, .<config>.vigil.token)`
 
 // Commands lists the command names handled by [Run].
 var Commands = []string{"status", "start", "stop", "restart", "send", "deadletters", "events", "reload", "swap"}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/vigil-run/vigil/host"
@@ -23,20 +25,42 @@ type Client struct {
 	config string // for error messages; may be empty
 	hc     *http.Client
 	long   *http.Client // no overall timeout: reloads and swaps take what they take
+	tcp    bool         // path is "tcp://…": requests carry the token of TokenPath(config)
 }
 
 // NewClient returns a client for the control socket at path. config names
 // the config file in the "no host running" error (may be empty). It does
 // not connect.
+//
+// A path "tcp://HOST:PORT" reaches a host's TCP control API ([ListenTCP]);
+// each request then carries the token read from [TokenPath](config).
 func NewClient(path, config string) *Client {
+	network, addr := "unix", path
+	if a, ok := strings.CutPrefix(path, "tcp://"); ok {
+		network, addr = "tcp", a
+	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return d.DialContext(ctx, network, addr)
 		},
 		DisableKeepAlives: true,
 	}
-	return &Client{path: path, config: config, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, long: &http.Client{Transport: tr}}
+	return &Client{path: path, config: config, tcp: network == "tcp",
+		hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, long: &http.Client{Transport: tr}}
+}
+
+// authorize adds the TCP control API's token to req.
+func (c *Client) authorize(req *http.Request) error {
+	if !c.tcp {
+		return nil
+	}
+	tok, err := os.ReadFile(TokenPath(c.config))
+	if err != nil {
+		return fmt.Errorf("control %s: reading the host's token: %w (give the host's config with --config)", c.path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return nil
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil). It
@@ -62,6 +86,9 @@ func (c *Client) doWith(hc *http.Client, ctx context.Context, method, path strin
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := c.authorize(req); err != nil {
+		return err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -112,6 +139,9 @@ func (c *Client) statusErr(resp *http.Response, data []byte) error {
 func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vigil/v1/events", nil)
 	if err != nil {
+		return err
+	}
+	if err := c.authorize(req); err != nil {
 		return err
 	}
 	hc := &http.Client{Transport: c.hc.Transport} // no overall timeout: a stream

@@ -1,23 +1,32 @@
 // Package control is the operator interface of a running Vigil host: a
 // small JSON-over-HTTP API served on a unix socket (mode 0600) by
 // `vigil run`, and the client used by the `vigil status`, `start`, `stop`,
-// `restart`, `send`, `deadletters` and `events` commands.
+// `restart`, `send`, `deadletters`, `events`, `reload` and `swap` commands.
 //
 // The socket path is given by `--control PATH` or derived from the config
 // file by [SocketPath]. The protocol is plain net/http on the socket:
 //
 //	GET    /v1/status                              → [Status]
-//	POST   /v1/workers/{id}/start|stop|restart     → {}
+//	POST   /v1/workers/{id}/start|stop|restart|swap → {}
 //	POST   /v1/workers/{id}/send                   [SendRequest] → [SendResult]
 //	GET    /v1/workers/{id}/deadletters            → [][DeadLetter]
 //	POST   /v1/workers/{id}/deadletters/{dl}/replay → {}
 //	DELETE /v1/workers/{id}/deadletters/{dl}       → {}
 //	GET    /v1/events                              → [Event] lines (NDJSON stream)
+//	POST   /v1/reload                              → [ReloadResult]
+//
+// `vigil run --control-tcp 127.0.0.1:PORT` serves the same API over TCP
+// as well ([ListenTCP]): loopback only, and every request must carry
+// "Authorization: Bearer TOKEN" with the token the host writes to
+// [TokenPath] (mode 0600). Control commands reach it with
+// `--control tcp://127.0.0.1:PORT`.
 //
 // Errors are returned as {"error": "..."} with a 4xx/5xx status.
 package control
 
 import (
+	"strings"
+
 	"github.com/vigil-run/vigil/host"
 
 	"crypto/sha256"
@@ -34,6 +43,8 @@ var (
 	ErrNoHost = errors.New("vigil: no vigil host is running")
 	// ErrHostRunning: a live host already serves the control socket.
 	ErrHostRunning = errors.New("vigil: a vigil host is already running")
+	// ErrUnauthorized: a TCP control request without the host's token.
+	ErrUnauthorized = errors.New("vigil: unauthorized")
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
@@ -62,6 +73,13 @@ func SocketPath(config string) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return filepath.Join(dir, "vigil-"+hex.EncodeToString(sum[:8])+".sock")
+}
+
+// TokenPath returns the file in which a host running config keeps the
+// bearer token of its TCP control API ([ListenTCP]): next to its socket
+// (see [SocketPath]), ending in ".token" instead of ".sock".
+func TokenPath(config string) string {
+	return strings.TrimSuffix(SocketPath(config), ".sock") + ".token"
 }
 
 // Status is the answer of GET /v1/status: the supervision tree, depth

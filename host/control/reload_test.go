@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-run/vigil/host/control"
 )
 
 // TestControlReloadSwapAndMetrics drives `vigil reload`, `vigil swap` and
@@ -122,4 +124,51 @@ func scrape(t *testing.T, url string) string {
 		t.Fatalf("scrape %s: %v %s", url, err, resp.Status)
 	}
 	return string(b)
+}
+
+// TestControlOverTCP: --control-tcp serves the same API on loopback,
+// only to requests with the token the host wrote (mode 0600) next to its
+// socket; the CLI reaches it with --control tcp://….
+func TestControlOverTCP(t *testing.T) {
+	cfg := writeConfig(t, app)
+	h := startHost(t, cfg, "--control-tcp", "127.0.0.1:0")
+	waitRunning(t, cfg, "sink", "collector", "tick")
+	var addr string
+	eventually(t, 10*time.Second, "the TCP address in the log", func() bool {
+		m := regexp.MustCompile(`address=tcp://(127\.0\.0\.1:[0-9]+)`).FindStringSubmatch(h.out.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	fi, err := os.Stat(control.TokenPath(cfg))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	out := mustCLI(t, "status", "--config", cfg, "--control", "tcp://"+addr)
+	if !strings.Contains(out, "sink") || !strings.Contains(out, "running") {
+		t.Fatalf("status over TCP:\n%s", out)
+	}
+	for name, auth := range map[string]string{"no token": "", "wrong token": "Bearer 00"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/status", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "token") {
+			t.Fatalf("%s: %s %s", name, resp.Status, body)
+		}
+	}
+	h.stop(t)
+	if _, err := os.Stat(control.TokenPath(cfg)); !os.IsNotExist(err) {
+		t.Fatalf("token file left behind: %v", err)
+	}
+	if _, errOut, code := cli(t, "run", "--control-tcp", "0.0.0.0:9101", cfg); code != 1 || !strings.Contains(errOut, "not a loopback address") {
+		t.Fatalf("non-loopback --control-tcp: exit %d, %s", code, errOut)
+	}
 }

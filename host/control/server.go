@@ -3,6 +3,8 @@ package control
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,7 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/host"
-	"github.com/vigil-run/vigil/host/config"
+	cfgpkg "github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
@@ -33,6 +35,8 @@ type Server struct {
 	ln     net.Listener
 	srv    *http.Server
 	done   chan struct{}
+	token  string // TCP: the bearer token every request must carry
+	remove string // file removed by Close (the socket, or the token file)
 	// stopping is closed by Close to end the event streams.
 	stopping chan struct{}
 	stopOnce sync.Once
@@ -69,7 +73,45 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	s := &Server{h: h, path: path, config: config, ln: ln, done: make(chan struct{}), stopping: make(chan struct{})}
+	return serve(&Server{h: h, path: path, config: config, ln: ln, remove: path}), nil
+}
+
+// ListenTCP serves h's control API over HTTP on addr, for tools that
+// cannot use a unix socket. addr must be a loopback host:port (see
+// [config.LoopbackAddress]; port 0 picks one: see [Server.Path]). As the
+// socket's mode 0600 restricts control to its owner, every request must
+// carry "Authorization: Bearer TOKEN", where TOKEN is a random 256-bit
+// value written to tokenPath (mode 0600, removed by Close; see
+// [TokenPath]); a [Client] for "tcp://ADDR" reads it from there. It does
+// not block. It returns the address error, an error writing the token, or
+// the listen error.
+func ListenTCP(addr, tokenPath string, h *host.Host, config string) (*Server, error) {
+	if err := cfgpkg.LoopbackAddress(addr); err != nil {
+		return nil, fmt.Errorf("control address: %w (the control API has no TLS: it serves loopback only)", err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, err
+	}
+	token := hex.EncodeToString(buf)
+	if err := os.WriteFile(tokenPath, []byte(token+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("control token file: %w", err)
+	}
+	if err := os.Chmod(tokenPath, 0o600); err != nil { // an existing file kept its mode
+		os.Remove(tokenPath)
+		return nil, fmt.Errorf("control token file: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		os.Remove(tokenPath)
+		return nil, fmt.Errorf("control address %s: %w", addr, err)
+	}
+	return serve(&Server{h: h, path: "tcp://" + ln.Addr().String(), config: config, ln: ln, token: token, remove: tokenPath}), nil
+}
+
+// serve routes the API and serves it on s.ln in the background.
+func serve(s *Server) *Server {
+	s.done, s.stopping = make(chan struct{}), make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/workers/{id}/{action}", s.action)
@@ -78,15 +120,27 @@ func Listen(path string, h *host.Host, config string) (*Server, error) {
 	mux.HandleFunc("DELETE /v1/workers/{id}/deadletters/{dl}", s.discard)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/reload", s.reload)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = mux
+	if s.token != "" {
+		want := []byte("Bearer " + s.token)
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				writeErr(w, http.StatusUnauthorized, fmt.Errorf("%w: send \"Authorization: Bearer TOKEN\" with the token in the host's token file (%s)", ErrUnauthorized, s.remove))
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	ln := s.ln
 	go func() {
 		defer close(s.done)
 		_ = s.srv.Serve(ln)
 	}()
-	return s, nil
+	return s
 }
 
-// Path returns the socket path.
+// Path returns the socket path, or "tcp://HOST:PORT" for [ListenTCP].
 func (s *Server) Path() string { return s.path }
 
 // Close stops serving, waits up to 2 s for requests in progress, and
@@ -101,7 +155,7 @@ func (s *Server) Close() error {
 		err = s.srv.Close()
 	}
 	<-s.done
-	_ = os.Remove(s.path)
+	_ = os.Remove(s.remove)
 	return err
 }
 
@@ -445,10 +499,10 @@ func isNoHost(err error) bool {
 
 // reload re-reads the config file and applies it to the running host.
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
-	app, err := config.Load(s.config)
+	app, err := cfgpkg.Load(s.config)
 	if err != nil {
 		var b strings.Builder
-		_ = config.Render(&b, err)
+		_ = cfgpkg.Render(&b, err)
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("%s is not a valid app definition; nothing was changed:\n%s", s.config, strings.TrimRight(b.String(), "\n")))
 		return
 	}

@@ -1,7 +1,7 @@
 // Command vigil runs an app definition: every worker of an HCL config file
 // as its own plugin process, supervised by strategy, intensity and backoff.
 //
-//	vigil run [--control PATH] [--metrics ADDR] [config.hcl]   run the app (default ./config.hcl) until Ctrl-C
+//	vigil run [--control PATH] [--control-tcp ADDR] [--metrics ADDR] [config.hcl]   run the app until Ctrl-C
 //	vigil validate config.hcl                 check the file; print OK or every problem
 //	vigil status|start|stop|restart|send|deadletters|events|reload|swap …   operate the running host
 //
@@ -77,10 +77,12 @@ func main() {
 }
 
 const usage = `usage:
-  vigil run [--control PATH] [--metrics ADDR] [config.hcl]
+  vigil run [--control PATH] [--control-tcp ADDR] [--metrics ADDR] [config.hcl]
                                               run the app (default ./config.hcl) until Ctrl-C;
                                               --metrics serves Prometheus metrics on a loopback
-                                              host:port (overrides the config's metrics attribute)
+                                              host:port (overrides the config's metrics attribute);
+                                              --control-tcp serves the control API on a loopback
+                                              host:port too, with a bearer token (see vigil help)
   vigil validate config.hcl                   check a config file and print OK or its problems
 ` + control.Usage
 
@@ -94,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.SetOutput(io.Discard)
 		sock := fs.String("control", "", "control socket path")
 		metricsAddr := fs.String("metrics", "", "loopback host:port of the Prometheus endpoint")
+		tcpAddr := fs.String("control-tcp", "", "loopback host:port of the control API over TCP (token-protected)")
 		if err := fs.Parse(rest); err != nil {
 			return fmt.Errorf("run: %w\n%s", err, usage)
 		}
@@ -113,7 +116,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("run --metrics: %w", err)
 			}
 		}
-		return runApp(path, *sock, *metricsAddr, stderr)
+		if *tcpAddr != "" {
+			if err := config.LoopbackAddress(*tcpAddr); err != nil {
+				return fmt.Errorf("run --control-tcp: %w (the control API serves loopback only)", err)
+			}
+		}
+		return runApp(path, *sock, *tcpAddr, *metricsAddr, stderr)
 	case "validate":
 		if len(rest) != 1 {
 			return fmt.Errorf("validate takes exactly one config file\n%s", usage)
@@ -144,7 +152,7 @@ func load(path string, w io.Writer) (*config.App, error) {
 	return app, nil
 }
 
-func runApp(path, sock, metricsAddr string, stderr io.Writer) error {
+func runApp(path, sock, tcpAddr, metricsAddr string, stderr io.Writer) error {
 	app, err := load(path, stderr)
 	if err != nil {
 		return err
@@ -177,6 +185,14 @@ func runApp(path, sock, metricsAddr string, stderr io.Writer) error {
 	}
 	defer ctl.Close()
 	h.Logger().Info("control API listening", "socket", sock)
+	if tcpAddr != "" {
+		tcp, err := control.ListenTCP(tcpAddr, control.TokenPath(path), h, path)
+		if err != nil {
+			return &exitError{exitFailure, err}
+		}
+		defer tcp.Close()
+		h.Logger().Info("control API listening on TCP (requests need the bearer token in the token file)", "address", tcp.Path(), "token_file", control.TokenPath(path))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
