@@ -13,7 +13,6 @@
 //	h, err := host.New(app, host.Options{EventHook: func(e sdk.Event) { m.Observe(e) }})
 //	…
 //	m = metrics.New(h) // before h.Serve: events start with Serve
-//	m.SetApp(app)      // intensity limits (again after a reload)
 //	srv, err := metrics.Listen("127.0.0.1:9102", m)
 //	…
 //	defer srv.Close()
@@ -75,8 +74,9 @@
 //	vigil_supervisor_restart_intensity_max_restarts{supervisor}    gauge    configured max_restarts
 //	vigil_supervisor_restart_intensity_window_seconds{supervisor}  gauge    configured max_seconds
 //
-// The three restart_intensity gauges exist once [Metrics.SetApp] gave the
-// limits. The restarts in the window are counted from the events seen by
+// The limits of the restart_intensity gauges come from the host's app
+// (read by New, and again at the first scrape after a reload); with a nil
+// host, [Metrics.SetApp] gives them. The restarts in the window are counted from the events seen by
 // Observe as the supervisor counts them: one per failure that leads to a
 // restart (however many siblings it restarts), failed restart attempts
 // included; a nested supervisor's count starts again when it is restarted.
