@@ -465,9 +465,16 @@ func (s *session) settle(tgs []tagged) {
 // goLive lets the session's pushers start; b.mu is held.
 func (s *session) goLive() { s.liveOnce.Do(func() { close(s.live) }) }
 
-// drain stops the session's pushers for good (a hot swap moved delivery
-// to another incarnation); b.mu is held.
+// drain stops the session's pushers for good (delivery moved to another
+// incarnation); b.mu is held. A standby session is left alone: it pushes
+// nothing yet, and its swap may still activate it (when its predecessor
+// was restarted during the swap, the restart's session drains the others).
 func (s *session) drain() {
+	select {
+	case <-s.live:
+	default:
+		return
+	}
 	s.drained.Store(true)
 	s.stopPush()
 }

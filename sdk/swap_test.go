@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // swapLog records what the versioned children of a test did, in order.
@@ -234,5 +235,40 @@ func TestSwapChildAbortsWhenTheSupervisorStops(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, ErrSwapFailed) {
 		t.Fatalf("SwapChild during shutdown = %v, want ErrSwapFailed", err)
+	}
+}
+
+// TestSwapChildWhenTheOldIncarnationDiesDuringTheSwap: the old
+// incarnation crashes while the new one starts; the supervisor restarts
+// it as usual, and the swap then replaces that restarted incarnation.
+func TestSwapChildWhenTheOldIncarnationDiesDuringTheSwap(t *testing.T) {
+	s, rec := newTestSup(t, SupervisorOptions{})
+	ws := addWorkers(t, s, "w")
+	mustStart(t, s)
+	l := &swapLog{}
+	slow := &versioned{v: "v2", log: l, gate: make(chan struct{}), entered: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- s.SwapChild(context.Background(), "w", slow) }()
+	<-slow.entered
+	mark := rec.len()
+	ws["w"].end(t, errBoom)
+	rec.waitFor(t, mark, EventChildStarted, "w", 1) // the restart
+	close(slow.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.String(), "standby v2, check v2, activate v2"; got != want {
+		t.Fatalf("log = %q, want %q", got, want)
+	}
+	st, err := s.FindChild("w")
+	if err != nil || st.State != ChildRunning || st.Restarts != 1 {
+		t.Fatalf("after the swap: %+v, %v; want running after 1 restart", st, err)
+	}
+	// The restarted incarnation of the old child was stopped by the swap.
+	for deadline := time.Now().Add(waitLimit); ws["w"].running.Load() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted old incarnation still runs")
+		}
+		time.Sleep(time.Millisecond) // polling with a deadline
 	}
 }
