@@ -24,45 +24,42 @@ const DefaultWatchDebounce = 500 * time.Millisecond
 type watcher struct {
 	h        *Host
 	ctx      context.Context
-	fs       *fsnotify.Watcher
 	debounce time.Duration
 	wg       sync.WaitGroup
 
 	mu     sync.Mutex
+	fs     *fsnotify.Watcher       // created when a worker first has watch = true
 	blocks map[string][]string    // plugin path → names of the watched worker blocks using it
 	dirs   map[string]bool        // directories watched
 	timers map[string]*time.Timer // plugin path → pending swap
 	closed bool
 }
 
-// startWatching starts the watcher when a worker has watch = true (or may
-// get it by a reload) and returns the function that stops it and waits
-// for its swaps to end.
+// startWatching starts the watcher (its inotify instance only once a
+// worker has watch = true, now or after a reload) and returns the
+// function that stops it and waits for its swaps to end.
 func (h *Host) startWatching(ctx context.Context) (stop func()) {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		h.logger.Error("cannot watch plugin binaries; watch = true has no effect", "error", err)
-		return func() {}
-	}
 	d := h.opts.WatchDebounce
 	if d <= 0 {
 		d = DefaultWatchDebounce
 	}
-	w := &watcher{h: h, ctx: ctx, fs: fw, debounce: d, blocks: map[string][]string{}, dirs: map[string]bool{}, timers: map[string]*time.Timer{}}
+	w := &watcher{h: h, ctx: ctx, debounce: d, blocks: map[string][]string{}, dirs: map[string]bool{}, timers: map[string]*time.Timer{}}
 	h.treeMu.Lock()
 	h.watch = w
 	app := h.app
 	h.treeMu.Unlock()
 	w.set(app)
-	w.wg.Go(w.loop)
 	return func() {
 		w.mu.Lock()
 		w.closed = true
 		for _, t := range w.timers {
 			t.Stop()
 		}
+		fw := w.fs
 		w.mu.Unlock()
-		fw.Close()
+		if fw != nil {
+			fw.Close()
+		}
 		w.wg.Wait()
 	}
 }
@@ -92,6 +89,15 @@ func (w *watcher) set(app *config.App) {
 		return
 	}
 	w.blocks = blocks
+	if len(blocks) > 0 && w.fs == nil {
+		fw, err := fsnotify.NewWatcher()
+		if err != nil {
+			w.h.logger.Error("cannot watch plugin binaries; watch = true has no effect", "error", err)
+			return
+		}
+		w.fs = fw
+		w.wg.Go(func() { w.loop(fw) })
+	}
 	for p := range blocks {
 		dir := filepath.Dir(p)
 		if w.dirs[dir] {
@@ -106,17 +112,17 @@ func (w *watcher) set(app *config.App) {
 	}
 }
 
-func (w *watcher) loop() {
+func (w *watcher) loop(fw *fsnotify.Watcher) {
 	for {
 		select {
-		case ev, ok := <-w.fs.Events:
+		case ev, ok := <-fw.Events:
 			if !ok {
 				return
 			}
 			if ev.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Rename|fsnotify.Chmod) != 0 {
 				w.changed(filepath.Clean(ev.Name))
 			}
-		case err, ok := <-w.fs.Errors:
+		case err, ok := <-fw.Errors:
 			if !ok {
 				return
 			}
