@@ -8,10 +8,13 @@ app "demo" {
   max_restarts = 20 # more than 20 restarts within 30 s and the app gives up
   max_seconds  = 30
 
-  # A pool of two echo workers: IDs echo_0 and echo_1.
+  # A pool of two echo workers: IDs echo_0 and echo_1. watch = true: when
+  # its binary is replaced (`make plugins` in another terminal), the pool is
+  # hot-swapped to it, one member at a time, without a restart.
   worker "echo" {
     plugin = "bin/plugins/echo"
     pool   = 2
+    watch  = true
   }
 
   # A nested supervisor: if a ticker dies, both tickers restart.
