@@ -11,6 +11,11 @@
 //	  start_delay     = "0s"    # sleep before reporting started (a slow start)
 //	  leak_mb_per_sec = 50      # mode "leak": MiB allocated per second (default 50)
 //	  leak_max_mb     = 1024    # mode "leak": stop growing here (default 1024)
+//	  ignore_sigterm  = false   # ignore SIGTERM (with hang_on_stop: only SIGKILL ends it)
+//	  line_bytes      = 0       # mode "flood_log": raw line length (0: hclog lines)
+//	  to              = "sink"  # mode "oversize": destination
+//	  sizes           = [2048]  # mode "oversize": payload sizes to send, in bytes
+//	  report_to       = "col"   # mode "oversize": where the reports go
 //	}
 //
 // Modes:
@@ -29,17 +34,27 @@
 //	orphan        after `after`, starts `sleep 60` in a new session that
 //	              keeps the plugin's stderr open, then exits 1: the host
 //	              must not wait for that pipe to close
+//	flood_log     works, but writes log lines to its stderr as fast as it
+//	              can until stopped: hclog JSON lines through its logger,
+//	              or, with line_bytes > 0, raw lines of that length
+//	oversize      sends "before" to `to`, then one message per entry of
+//	              `sizes` with a payload of that many bytes, then "after";
+//	              reports each big send to `report_to` as
+//	              "size=<n> too_large=<errors.Is(err, sdk.ErrMessageTooLarge)> err=<text>",
+//	              then idles (a failed small send fails the worker)
 //
 // start_delay delays the moment the host learns the worker has started, so
 // it exercises the host's start timeout.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -63,11 +78,17 @@ type config struct {
 	LeakMBPerSec int          `json:"leak_mb_per_sec"`
 	LeakMaxMB    int          `json:"leak_max_mb"`
 	OrphanPID    string       `json:"orphan_pid_file"`
+	IgnoreTERM   bool         `json:"ignore_sigterm"`
+	LineBytes    int          `json:"line_bytes"`
+	To           string       `json:"to"`
+	Sizes        []int        `json:"sizes"`
+	ReportTo     string       `json:"report_to"`
 }
 
 var modes = map[string]bool{
 	"run": true, "ok_exit": true, "fail": true, "fail_start": true, "panic": true, "exit": true,
 	"segfault": true, "hang_on_stop": true, "leak": true, "unhealthy": true, "orphan": true,
+	"flood_log": true, "oversize": true,
 }
 
 type worker struct {
@@ -83,6 +104,9 @@ func (w *worker) Init(ctx context.Context, rt *sdk.Runtime) error {
 	}
 	if !modes[w.cfg.Mode] {
 		return fmt.Errorf("%w: flaky: unknown mode %q", sdk.ErrInvalidSpec, w.cfg.Mode)
+	}
+	if w.cfg.IgnoreTERM {
+		signal.Ignore(syscall.SIGTERM)
 	}
 	rt.Logger().Info("flaky starting", "mode", w.cfg.Mode, "after", w.cfg.After.String(), "start_delay", w.cfg.StartDelay.String())
 	if err := sleep(ctx, time.Duration(w.cfg.StartDelay)); err != nil {
@@ -108,6 +132,10 @@ func (w *worker) Run(ctx context.Context, rt *sdk.Runtime) error {
 		select {}
 	case "leak":
 		return leak(ctx, rt, cfg)
+	case "flood_log":
+		return floodLog(ctx, rt, cfg)
+	case "oversize":
+		return oversize(ctx, rt, cfg)
 	case "unhealthy":
 		if sleep(ctx, time.Duration(cfg.After)) != nil {
 			return nil
@@ -201,6 +229,67 @@ func leak(ctx context.Context, rt *sdk.Runtime, cfg config) error {
 			rt.Logger().Info("leaking", "total_mb", total>>20)
 		}
 	}
+}
+
+// floodLog writes log lines to stderr as fast as it can until ctx is done.
+// hclog lines go through the worker's logger (the host parses and
+// re-emits them); raw lines go straight to fd 2, the pipe the host reads.
+func floodLog(ctx context.Context, rt *sdk.Runtime, cfg config) error {
+	if cfg.LineBytes < 0 {
+		return fmt.Errorf("%w: flaky: line_bytes must not be negative", sdk.ErrInvalidSpec)
+	}
+	rt.Logger().Warn("flooding the log as configured", "line_bytes", cfg.LineBytes)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		log := rt.Logger()
+		var raw []byte
+		stderr := os.NewFile(2, "stderr")
+		if cfg.LineBytes > 0 {
+			raw = bytes.Repeat([]byte("x"), cfg.LineBytes)
+			raw[len(raw)-1] = '\n'
+		}
+		for n := 0; ctx.Err() == nil; n++ {
+			if raw != nil {
+				if _, err := stderr.Write(raw); err != nil {
+					return
+				}
+				continue
+			}
+			log.Info("flood", "n", n)
+		}
+	}()
+	<-ctx.Done()
+	// The flooding goroutine may be blocked writing to a full pipe; the
+	// process exits after Run returns, so it is not waited for.
+	select {
+	case <-done:
+	case <-time.After(100 * time.Millisecond):
+	}
+	return nil
+}
+
+// oversize sends "before", messages of cfg.Sizes bytes and "after" to
+// cfg.To, reporting each big send's outcome to cfg.ReportTo, then idles.
+func oversize(ctx context.Context, rt *sdk.Runtime, cfg config) error {
+	if cfg.To == "" || cfg.ReportTo == "" {
+		return fmt.Errorf("%w: flaky: mode oversize needs to and report_to", sdk.ErrInvalidSpec)
+	}
+	if err := rt.Send(ctx, cfg.To, sdk.Msg("before").MustBuild()); err != nil {
+		return fmt.Errorf("flaky: sending before: %w", err)
+	}
+	for _, size := range cfg.Sizes {
+		err := rt.Send(ctx, cfg.To, sdk.Msg(make([]byte, size)).MustBuild())
+		report := fmt.Sprintf("size=%d too_large=%t err=%v", size, errors.Is(err, sdk.ErrMessageTooLarge), err)
+		if err := rt.Send(ctx, cfg.ReportTo, sdk.Msg(report).MustBuild()); err != nil {
+			return fmt.Errorf("flaky: reporting: %w", err)
+		}
+	}
+	if err := rt.Send(ctx, cfg.To, sdk.Msg("after").MustBuild()); err != nil {
+		return fmt.Errorf("flaky: sending after: %w", err)
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // sleep waits d or until ctx is done (then it returns ctx.Err()).

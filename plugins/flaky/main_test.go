@@ -164,3 +164,79 @@ func rssMB(t *testing.T, pid int) int {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+func TestFlakyFloodLogFloodsUntilStopped(t *testing.T) {
+	tests := map[string]struct {
+		config string
+		line   []string // parts of a flood line as the host re-emits it
+	}{
+		"hclog lines": {config: `{"mode":"flood_log"}`, line: []string{"flood", "n="}},
+		"raw lines":   {config: `{"mode":"flood_log","line_bytes":200}`, line: []string{strings.Repeat("x", 199)}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := plugintest.Launch(t)
+			r, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(tc.config)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Log.WaitLine(5*time.Second, tc.line...) {
+				t.Fatalf("no flood line %q in the log:\n%.2000s", tc.line, p.Log.String())
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for strings.Count(p.Log.String(), "\n") < 1000 {
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d lines after 5s: not a flood", strings.Count(p.Log.String(), "\n"))
+				}
+				time.Sleep(5 * time.Millisecond) // polling with a deadline
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.Client.Stop(ctx); err != nil {
+				t.Fatalf("Stop = %v, want a prompt stop while flooding", err)
+			}
+			<-r.Done()
+			if err := r.Err(); err != nil {
+				t.Errorf("Err = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestFlakyOversizeNeedsADestination(t *testing.T) {
+	p := plugintest.Launch(t)
+	r, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"oversize","sizes":[10]}`)})
+	if err == nil {
+		<-r.Done()
+		err = r.Err()
+	}
+	if !errors.Is(err, sdk.ErrInvalidSpec) || !strings.Contains(err.Error(), "needs to and report_to") {
+		t.Errorf("Run = %v, want ErrInvalidSpec naming to and report_to", err)
+	}
+}
+
+func TestFlakyIgnoreSIGTERM(t *testing.T) {
+	p := plugintest.Launch(t)
+	if _, err := p.Client.Run(context.Background(), protocol.RunRequest{WorkerID: "flaky", Config: []byte(`{"mode":"hang_on_stop","ignore_sigterm":true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// Init has run: SIGTERM is in the process's ignored set.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID()) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hexMask, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(hexMask), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mask&(1<<(syscall.SIGTERM-1)) == 0 {
+				t.Fatalf("SigIgn %s: SIGTERM not ignored", strings.TrimSpace(hexMask))
+			}
+			return
+		}
+	}
+	t.Fatal("no SigIgn line")
+}
