@@ -23,7 +23,10 @@ type Options struct {
 	// sub-loggers. Default: a logger named "vigil" writing to Output at the
 	// app's log level.
 	Logger hclog.Logger
-	// Output is where the default logger writes. Default os.Stderr.
+	// Output is where the default logger writes. Default os.Stderr. While
+	// the host serves, lines go through a bounded queue: an output that
+	// blocks (a paused pager, a pipe nobody reads) makes lines be dropped
+	// and counted, never the supervisors wait.
 	Output io.Writer
 	// EventHook, when set, receives every lifecycle event of every
 	// supervisor of the tree (see [sdk.SupervisorOptions.EventHook]: it must
@@ -62,6 +65,7 @@ type Host struct {
 	sups   []*sdk.Supervisor
 	bridge *bridge
 	hook   func(sdk.Event) // Options.EventHook
+	logw   *logWriter      // the default logger's output; nil with Options.Logger
 	mu     sync.Mutex
 	served bool
 
@@ -162,20 +166,29 @@ func New(app *config.App, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("%w: no app", sdk.ErrInvalidSpec)
 	}
 	logger := opts.Logger
+	var logw *logWriter
 	if logger == nil {
 		out := opts.Output
 		if out == nil {
 			out = os.Stderr
 		}
+		logw = &logWriter{out: out}
 		level := hclog.LevelFromString(app.LogLevel)
 		if level == hclog.NoLevel {
 			level = hclog.Info
 		}
-		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: out, Color: hclog.AutoColor})
+		color := hclog.ColorOff // hclog cannot see the terminal behind logw
+		if f, ok := out.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				color = hclog.ForceColor
+			}
+		}
+		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: logw, Color: color})
 	}
 	h := &Host{opts: opts, app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook,
 		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	h.bridge.deliveryHook = opts.DeliveryHook
+	h.logw = logw
 	var errs []error
 	h.bridge.setWorkers(app.Workers())
 	for _, w := range app.Workers() {
@@ -339,6 +352,10 @@ func (h *Host) Serve(ctx context.Context) error {
 	}
 	h.served = true
 	h.mu.Unlock()
+	if h.logw != nil {
+		h.logw.start()
+		defer h.logw.stop()
+	}
 	app := h.App()
 	h.logger.Info("starting app", "app", app.Name, "file", app.File, "workers", len(h.WorkerIDs()), "preset", app.Preset)
 	stopWatch := h.startWatching(ctx)

@@ -128,7 +128,10 @@
 //	                  each delay, so workers restarted together
 //	                  do not restart in lockstep
 //	mailbox { }
-//	  capacity              1 … 1000000 messages                preset
+//	  capacity              1 … 1000000 messages queued         preset
+//	                        (those pushed to the worker and not
+//	                        yet acknowledged, up to its credit
+//	                        window of 256, are not counted)
 //	  priority_queues       bool                                true
 //	  dead_letter           bool                                true
 //	  default_ttl           duration ≥ 0 (0 = no expiry)        0

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -155,7 +156,10 @@ func (c *Child) start(ctx context.Context, standby bool) (sdk.Incarnation, error
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  protocol.DialOptions(),
 		Logger:           quietLogger{c.logger},
-		StartTimeout:     s.StartTimeout,
+		// Ours (startCtx below) covers the handshake and the Run stream's
+		// ready and must be the one that fires, so the error names
+		// start_timeout; go-plugin's own is a backstop.
+		StartTimeout:     2*s.StartTimeout + time.Second,
 		Stderr:           stderr,
 		SkipHostEnv:      true,
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
@@ -216,13 +220,22 @@ func (c *Child) start(ctx context.Context, standby bool) (sdk.Incarnation, error
 			"priority", s.Priority, "nice", s.Priority.Nice(), "error", err)
 	}
 	if res.err != nil {
+		// A plugin that died during the handshake is reported by go-plugin
+		// before it is reaped: give it a moment, to report its real exit
+		// status rather than the SIGKILL below.
+		wait := 250 * time.Millisecond
+		if startCtx.Err() != nil {
+			wait = 0 // it hung: nothing to wait for
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-r.exited:
 			if st := r.exitState(); st != nil {
 				res.err = fmt.Errorf("%w (the process exited: %v)", res.err, st)
 			}
-		default:
+		case <-t.C:
 		}
+		t.Stop()
 		r.signal(syscall.SIGKILL)
 		inc.closeClient()
 		os.RemoveAll(dir)
@@ -302,6 +315,9 @@ func handshakeError(path string, err error) error {
 	if strings.Contains(msg, "Unrecognized remote plugin message") || strings.Contains(msg, "exited before we could connect") ||
 		strings.Contains(msg, "timeout while waiting for plugin to start") || strings.Contains(msg, "incompatible API version") {
 		first, _, _ := strings.Cut(msg, "\n")
+		if rest, ok := strings.CutPrefix(first, "Unrecognized remote plugin message:"); ok && strings.TrimSpace(rest) == "" {
+			first = "plugin exited before we could connect" // go-plugin saw its stdout close first
+		}
 		return fmt.Errorf("plugin %s did not complete the Vigil plugin handshake (%s): is it a Vigil plugin whose main calls sdk.Serve, built for this OS and architecture?", path, first)
 	}
 	return fmt.Errorf("plugin %s: %w", path, err)
