@@ -28,7 +28,7 @@ type watcher struct {
 	wg       sync.WaitGroup
 
 	mu     sync.Mutex
-	fs     *fsnotify.Watcher       // created when a worker first has watch = true
+	fs     *fsnotify.Watcher      // created when a worker first has watch = true
 	blocks map[string][]string    // plugin path → names of the watched worker blocks using it
 	dirs   map[string]bool        // directories watched
 	timers map[string]*time.Timer // plugin path → pending swap
