@@ -96,7 +96,7 @@ func (mb *Mailbox) DeadLetter(m *Message, reason string) (string, error) {
 	}
 	if f, ok := mb.inflight[m.id]; ok && f.m == m {
 		delete(mb.inflight, m.id)
-		mb.unclaimLocked(m)
+		mb.unclaimLocked(m, f.owned)
 		mb.sizeOut += m.Size()
 	}
 	return mb.deadLetterLocked(m, reason, "", false), nil
@@ -144,8 +144,10 @@ func (mb *Mailbox) Replay(id string) error {
 	if err == nil && mb.n >= mb.capacity && !lifecycle {
 		err = fmt.Errorf("%w: replay of %s", mb.fullErr, id)
 	}
-	if err == nil && !mb.claimLocked(m) {
-		err = fmt.Errorf("%w: replay of %s: id %q is already queued or in flight", ErrDuplicateMessage, id, m.id)
+	if err == nil {
+		if _, ok := mb.claimLocked(m); !ok {
+			err = fmt.Errorf("%w: replay of %s: id %q is already queued or in flight", ErrDuplicateMessage, id, m.id)
+		}
 	}
 	if err != nil {
 		mb.st.MessagesRejected++

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -149,10 +150,11 @@ type Mailbox struct {
 	maxSize    int
 	now        func() int64 // clock override for tests; nil = the package clock
 	fullErr    error
+	num        uint32 // the mailbox's number, for the owner bits of messages (see claimLocked)
 	priorities bool
 	deadLetter bool
 	spin       bool // GOMAXPROCS > 1 at creation: yielding before parking can pay off
-	_          [13]byte
+	_          [9]byte
 
 	// Everything below is guarded by mu.
 	mu       sync.Mutex
@@ -200,7 +202,13 @@ type flight struct {
 	m        *Message
 	consumer string
 	seq      uint64
+	owned    bool // mb holds m through its owner bits, not mb.ids
 }
+
+// mailboxNums numbers mailboxes for the owner bits of messages. After 2³²
+// mailboxes numbers recur; mailboxes sharing a number stay correct
+// (claimLocked checks before it trusts the owner bits), only slower.
+var mailboxNums atomic.Uint32
 
 // NewMailbox returns an empty, open mailbox configured by cfg (zero fields
 // take the defaults documented on [MailboxConfig]).
@@ -215,6 +223,9 @@ func NewMailbox(cfg MailboxConfig) *Mailbox {
 		inflight:    make(map[string]flight),
 		minDeadline: math.MaxInt64,
 		spin:        runtime.GOMAXPROCS(0) > 1,
+	}
+	for mb.num == 0 {
+		mb.num = mailboxNums.Add(1)
 	}
 	if mb.capacity <= 0 {
 		mb.capacity = PresetProduction.Values().MailboxCapacity
@@ -314,7 +325,8 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 			return err
 		}
 	}
-	if !mb.claimLocked(m) {
+	owned, ok := mb.claimLocked(m)
+	if !ok {
 		mb.st.MessagesRejected++
 		mb.mu.Unlock()
 		return fmt.Errorf("%w: id %q is already queued or in flight", ErrDuplicateMessage, m.id)
@@ -327,7 +339,7 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	if w := mb.recvq.pop(); w != nil {
 		// A parked receiver means an empty queue: hand m over directly, as
 		// a channel does, sparing the receiver the relock.
-		mb.handLocked(w, m)
+		mb.handLocked(w, m, owned)
 		mb.mu.Unlock()
 		signal(w)
 		return nil
@@ -397,25 +409,34 @@ func (mb *Mailbox) pushLocked(m *Message, d int64, front bool) {
 }
 
 // popLocked removes the next deliverable message, moving expired ones to
-// the dead letters, and returns it, or nil when the queue is empty. The
-// clock is read at most once, and only for a message that can expire.
+// the dead letters, and returns it, or nil when the queue is empty; owned
+// says how mb held it. The clock is read at most once, and only for a
+// message that can expire.
 //
-// For a receive (fetch false) it first releases mb's claim on each
-// message it pops, whatever comes next: when mb owns the message, that
-// write is the consumer's first touch of the message's cache line, which
-// then comes over once, writable, instead of readable and then again
-// writable.
-func (mb *Mailbox) popLocked(fetch bool) *Message {
+// For a receive (fetch false) it also counts the delivery and releases
+// mb's claim, whatever comes next, in one atomic add on the message's
+// state word (undone if the message turns out expired): the consumer's
+// first touch of the message's cache line is then that write, so the line
+// comes over once, writable, instead of readable and then again writable,
+// and a receive makes one atomic operation on the message in all.
+func (mb *Mailbox) popLocked(fetch bool) (m *Message, owned bool) {
 	var now int64
 	for mb.nonEmpty != 0 {
 		p := bits.TrailingZeros8(mb.nonEmpty)
-		m := mb.ringPop(p)
+		m = mb.ringPop(p)
 		if mb.pos[p].n == 0 {
 			mb.nonEmpty &^= 1 << p
 		}
 		mb.n--
+		owned = mb.ownsLocked(m)
 		if !fetch {
-			mb.unclaimLocked(m)
+			var num uint32
+			if owned {
+				num = mb.num
+			} else {
+				mb.unclaimLocked(m, false)
+			}
+			m.attempts.delivered(num)
 		}
 		if d := m.deadline.Load(); d != 0 {
 			if now == 0 {
@@ -423,21 +444,24 @@ func (mb *Mailbox) popLocked(fetch bool) *Message {
 			}
 			if now >= d {
 				if fetch {
-					mb.unclaimLocked(m)
+					mb.unclaimLocked(m, owned)
+				} else {
+					m.attempts.undeliver()
 				}
 				mb.deadLetterExpiredLocked(m)
 				continue
 			}
 		}
-		return m
+		return m, owned
 	}
-	return nil
+	return nil, false
 }
 
 // expireLocked dead-letters a message that expired while held (queued or in
-// flight); the caller already took it out of the queue or the flight map.
-func (mb *Mailbox) expireLocked(m *Message) {
-	mb.unclaimLocked(m)
+// flight; owned says how mb holds it); the caller already took it out of
+// the queue or the flight map.
+func (mb *Mailbox) expireLocked(m *Message, owned bool) {
+	mb.unclaimLocked(m, owned)
 	mb.deadLetterExpiredLocked(m)
 }
 
@@ -473,7 +497,7 @@ func (mb *Mailbox) sweepLocked(now int64) int {
 		moved += mb.ringFilter(p, func(m *Message) bool {
 			d := m.deadline.Load()
 			if d != 0 && now >= d {
-				mb.expireLocked(m)
+				mb.expireLocked(m, mb.ownsLocked(m))
 				return false
 			}
 			if d != 0 && d < mb.minDeadline {
@@ -508,7 +532,7 @@ func (mb *Mailbox) SweepExpired() int {
 // is closed and drained.
 func (mb *Mailbox) Receive() (*Message, error) {
 	mb.mu.Lock()
-	m := mb.popLocked(false)
+	m, _ := mb.popLocked(false)
 	if m == nil {
 		closed := mb.closed
 		ws := mb.wakeSendersLocked() // expired messages may have made room
@@ -519,15 +543,8 @@ func (mb *Mailbox) Receive() (*Message, error) {
 		}
 		return nil, ErrEmptyMailbox
 	}
-	mb.deliverLocked(m, false, "")
-	if mb.sendq.len() == 0 {
-		mb.mu.Unlock()
-	} else {
-		ws := mb.wakeSendersLocked()
-		mb.mu.Unlock()
-		signal(ws)
-	}
-	m.attempts.Add(1)
+	mb.deliverLocked(m, false, "", false)
+	mb.unlockWake()
 	return m, nil
 }
 
@@ -566,18 +583,9 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 	}
 	mb.mu.Lock()
 	for {
-		if m := mb.popLocked(fetch); m != nil {
-			mb.deliverLocked(m, fetch, consumer)
-			if mb.sendq.len() == 0 {
-				mb.mu.Unlock()
-			} else {
-				ws := mb.wakeSendersLocked()
-				mb.mu.Unlock()
-				signal(ws)
-			}
-			if !fetch {
-				m.attempts.Add(1)
-			}
+		if m, owned := mb.popLocked(fetch); m != nil {
+			mb.deliverLocked(m, fetch, consumer, owned)
+			mb.unlockWake()
 			return m, nil
 		}
 		if mb.sendq.len() > 0 { // expired messages made room
@@ -612,56 +620,66 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 		if m := w.m; m != nil { // a sender handed it to us
 			mb.mu.Unlock()
 			putWaiter(w)
-			if !fetch {
-				m.attempts.Add(1)
-			}
 			return m, nil
 		}
 		putWaiter(w)
 		if !woken && (done == nil || ctx.Err() == nil) {
 			// The timer fired; take what is there, if anything.
-			m := mb.popLocked(fetch)
+			m, owned := mb.popLocked(fetch)
 			if m != nil {
-				mb.deliverLocked(m, fetch, consumer)
+				mb.deliverLocked(m, fetch, consumer, owned)
 			}
-			ws := mb.wakeSendersLocked()
-			mb.mu.Unlock()
-			signal(ws)
+			mb.unlockWake()
 			if m == nil {
 				return nil, errTimedOut
-			}
-			if !fetch {
-				m.attempts.Add(1)
 			}
 			return m, nil
 		}
 	}
 }
 
-// deliverLocked hands m out: counts it and either forgets it (its claim
-// is already released) or records it in flight. A fetch counts the
-// delivery attempt here, under the lock, because Nack judges it; a plain
-// receive's caller counts it after unlocking (the message is no longer in
-// this mailbox).
-func (mb *Mailbox) deliverLocked(m *Message, fetch bool, consumer string) {
+// deliverLocked hands out m, just popped (owned as popLocked said): counts
+// it and, for a fetch, records it in flight and counts the delivery
+// attempt on the message (a receive's popLocked counted it already, with
+// the claim's release).
+func (mb *Mailbox) deliverLocked(m *Message, fetch bool, consumer string, owned bool) {
 	mb.received++
 	if fetch {
-		m.attempts.Add(1)
+		m.attempts.delivered(0) // counts, keeps the claim
 		mb.fetchSeq++
-		mb.inflight[m.id] = flight{m: m, consumer: consumer, seq: mb.fetchSeq}
+		mb.inflight[m.id] = flight{m: m, consumer: consumer, seq: mb.fetchSeq, owned: owned}
 		return
 	}
 	mb.sizeOut += int(m.size)
 }
 
-// handLocked delivers m to the parked receiver w, which the caller popped
-// from recvq and signals after unlocking.
-func (mb *Mailbox) handLocked(w *waiter, m *Message) {
+// handLocked delivers m, just claimed (owned as claimLocked said), to the
+// parked receiver w, which the caller popped from recvq and signals after
+// unlocking.
+func (mb *Mailbox) handLocked(w *waiter, m *Message, owned bool) {
 	if !w.fetch {
-		mb.unclaimLocked(m)
+		var num uint32
+		if owned {
+			num = mb.num
+		} else {
+			mb.unclaimLocked(m, false)
+		}
+		m.attempts.delivered(num)
 	}
-	mb.deliverLocked(m, w.fetch, w.consumer)
+	mb.deliverLocked(m, w.fetch, w.consumer, owned)
 	w.m = m
+}
+
+// unlockWake unlocks mb.mu and wakes the parked senders there is now room
+// for.
+func (mb *Mailbox) unlockWake() {
+	if mb.sendq.len() == 0 {
+		mb.mu.Unlock()
+		return
+	}
+	ws := mb.wakeSendersLocked()
+	mb.mu.Unlock()
+	signal(ws)
 }
 
 // wakeSendersLocked picks as many parked senders as there is room for and
@@ -688,11 +706,16 @@ func (mb *Mailbox) Ack(id string) error {
 	if !ok {
 		return fmt.Errorf("%w: ack of %q", ErrNotInFlight, id)
 	}
-	delete(mb.inflight, id)
-	mb.unclaimLocked(f.m)
+	mb.ackLocked(f)
+	return nil
+}
+
+// ackLocked acknowledges the in-flight message f.
+func (mb *Mailbox) ackLocked(f flight) {
+	delete(mb.inflight, f.m.id)
+	mb.unclaimLocked(f.m, f.owned)
 	mb.sizeOut += f.m.Size()
 	mb.st.MessagesAcked++
-	return nil
 }
 
 // Nack gives an in-flight message back: it is queued again at the front of
@@ -731,12 +754,12 @@ func (mb *Mailbox) nackLocked(f flight, reason string, now int64) {
 	}
 	switch {
 	case mb.maxAtt > 0 && m.Attempts() >= mb.maxAtt:
-		mb.unclaimLocked(m)
+		mb.unclaimLocked(m, f.owned)
 		mb.sizeOut += m.Size()
 		mb.st.PoisonMessages++
 		mb.deadLetterLocked(m, ReasonMaxAttempts, reason, true)
 	case d != 0 && now >= d:
-		mb.expireLocked(m)
+		mb.expireLocked(m, f.owned)
 	default:
 		mb.pushLocked(m, d, true)
 	}
@@ -1009,48 +1032,60 @@ func (mb *Mailbox) ringFilter(p int, keep func(*Message) bool) int {
 // ---- duplicate detection ----
 
 // claimLocked records that mb holds m (queued or in flight) and reports
-// false if mb already holds m or another message with m's ID.
+// ok false if mb already holds m or another message with m's ID; owned
+// says how mb holds it (see ownsLocked).
 //
 // A generated ID is unique to its Message, so such a message can only
 // collide with itself (sent twice) or with a message given its ID
-// explicitly. The first mailbox to hold it records itself in m.owner,
-// which sits in the cache line a send and a receive read anyway: the hot
-// path of a generated-ID message touches no hash table. Every other
-// message (explicit ID, or generated but already owned by another
-// mailbox) goes in mb.ids, keyed by ID. An explicit ID of the generated
-// form (a retry reusing an ID) is also looked for among the owned
-// messages, by a scan: O(Len + InFlight), only for such IDs.
-func (mb *Mailbox) claimLocked(m *Message) bool {
+// explicitly. The first mailbox to hold it writes its number in the owner
+// bits of m's state word (owned), in the cache line a send and a receive
+// touch anyway: the hot path of a generated-ID message touches no hash
+// table, and a receive releases the claim with the same atomic add that
+// counts the delivery. Every other message (explicit ID, or generated but
+// already owned by another mailbox) goes in mb.ids, keyed by ID. An
+// explicit ID of the generated form (a retry reusing an ID) is also
+// looked for among the owned messages, by a scan: O(Len + InFlight), only
+// for such IDs. Owner bits that already name mb are checked the same way
+// before m is called a duplicate, because mailbox numbers recur after 2³²
+// mailboxes: then mb holds m through mb.ids.
+func (mb *Mailbox) claimLocked(m *Message) (owned, ok bool) {
 	if !m.generated {
 		if !mb.ids.insert(m) {
-			return false
+			return false, false
 		}
 		if isGeneratedForm(m.id) {
 			if mb.holdsGeneratedLocked(m.id) {
 				mb.ids.remove(m)
-				return false
+				return false, false
 			}
 			mb.genLike++
 		}
-		return true
+		return false, true
 	}
 	if mb.genLike+mb.genShared > 0 && mb.ids.contains(m) {
-		return false
+		return false, false
 	}
-	if m.owner.CompareAndSwap(nil, mb) {
-		return true
+	if m.attempts.claim(mb.num) {
+		return true, true
 	}
-	if m.owner.Load() == mb {
-		return false
+	if m.attempts.owner() == mb.num && mb.holdsLocked(m) {
+		return false, false
 	}
 	mb.ids.insert(m) // owned by another mailbox: a broadcast
 	mb.genShared++
-	return true
+	return false, true
 }
 
-// unclaimLocked forgets that mb holds m.
-func (mb *Mailbox) unclaimLocked(m *Message) {
-	if m.owner.CompareAndSwap(mb, nil) {
+// ownsLocked reports whether mb holds m, which it holds, through m's owner
+// bits rather than mb.ids. It reads m only when mb.ids is not empty.
+func (mb *Mailbox) ownsLocked(m *Message) bool {
+	return mb.ids.n == 0 || mb.ids.find(m.hash, m, true) < 0
+}
+
+// unclaimLocked forgets that mb holds m; owned says how it held it.
+func (mb *Mailbox) unclaimLocked(m *Message, owned bool) {
+	if owned {
+		m.attempts.release(mb.num)
 		return
 	}
 	mb.ids.remove(m)
@@ -1059,6 +1094,23 @@ func (mb *Mailbox) unclaimLocked(m *Message) {
 	} else if isGeneratedForm(m.id) {
 		mb.genLike--
 	}
+}
+
+// holdsLocked reports whether m itself is queued or in flight in mb, by a
+// look at the flights and a scan of the queue.
+func (mb *Mailbox) holdsLocked(m *Message) bool {
+	if f, ok := mb.inflight[m.id]; ok && f.m == m {
+		return true
+	}
+	for p, pos := range mb.pos {
+		buf := mb.bufs[p]
+		for i := range pos.n {
+			if buf[(pos.head+i)&uint32(len(buf)-1)] == m {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isGeneratedForm reports whether id could be an ID generated by this

@@ -137,12 +137,13 @@ type Message struct {
 	// 192 bytes, an allocation size class whose objects start on a cache
 	// line boundary.
 	deadline atomic.Int64 // monotonic ns since epoch; 0 = never expires
-	// owner is the mailbox holding the message (queued or in flight), if
-	// the first to claim it; see Mailbox.claimLocked.
-	owner     atomic.Pointer[Mailbox]
+	// attempts is the delivery count and the number of the mailbox that
+	// holds the message (queued or in flight), if the first to claim it
+	// (see Mailbox.claimLocked), in one word: a receive counts the
+	// delivery and releases the claim with one atomic add.
+	attempts  msgState
 	hash      uint64 // maphash of id, for the mailboxes' ID sets
 	size      int32  // Size, kept up to date by init and the setters
-	attempts  atomic.Int32
 	priority  Priority
 	signal    Signal
 	generated bool // id came from the generator: unique to this Message
@@ -154,8 +155,59 @@ type Message struct {
 	replyTo       string
 	ttl           time.Duration
 	idBuf         [maxGenIDLen]byte // backing store of a generated id: one allocation per message
-	_             [31]byte
+	_             [39]byte
 }
+
+// msgState is a message's delivery count (high 32 bits) and the number of
+// the mailbox that owns it (low 32 bits; 0: none) in one atomic word. The
+// count wraps like an int32; adding to it never disturbs the owner bits,
+// and a mailbox clears its own number by subtracting it.
+type msgState struct{ v atomic.Uint64 }
+
+const (
+	attemptOne = 1 << 32 // one delivery, in a msgState word
+	ownerMask  = attemptOne - 1
+)
+
+// Load returns the delivery count.
+func (s *msgState) Load() int32 { return int32(s.v.Load() >> 32) }
+
+// Store sets the delivery count, keeping the owner.
+func (s *msgState) Store(n int32) {
+	for {
+		w := s.v.Load()
+		if s.v.CompareAndSwap(w, uint64(uint32(n))<<32|w&ownerMask) {
+			return
+		}
+	}
+}
+
+// owner returns the number of the owning mailbox, 0 if none.
+func (s *msgState) owner() uint32 { return uint32(s.v.Load()) }
+
+// claim makes mailbox num the owner if there is none and reports whether
+// it did.
+func (s *msgState) claim(num uint32) bool {
+	for {
+		w := s.v.Load()
+		if w&ownerMask != 0 {
+			return false
+		}
+		if s.v.CompareAndSwap(w, w|uint64(num)) {
+			return true
+		}
+	}
+}
+
+// release clears the owner, which must be num.
+func (s *msgState) release(num uint32) { s.v.Add(-uint64(num)) }
+
+// delivered counts one delivery and, when num is not 0, releases the
+// owner num, in one atomic add.
+func (s *msgState) delivered(num uint32) { s.v.Add(attemptOne - uint64(num)) }
+
+// undeliver takes back one delivery.
+func (s *msgState) undeliver() { s.v.Add(^uint64(attemptOne - 1)) }
 
 // NewMessage returns a message with the given ID (which must not be empty),
 // sender ("" means [DefaultSender]), payload (kept, not copied), signal
