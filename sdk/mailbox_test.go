@@ -920,7 +920,7 @@ func TestMailboxNackWakesAParkedReceiver(t *testing.T) {
 
 // TestMessageOwnershipMovesBetweenMailboxes covers the order cases of the
 // duplicate check for a generated-ID message held by two mailboxes: the
-// first holds it through m.owner, the second through its ID set, and
+// first holds it through the owner bits of its attempts word, the second through its ID set, and
 // neither accepts it twice however the other releases it.
 func TestMessageOwnershipMovesBetweenMailboxes(t *testing.T) {
 	a, b := NewMailbox(MailboxConfig{}), NewMailbox(MailboxConfig{})
