@@ -92,7 +92,7 @@ type ReloadReport struct {
 	Unchanged []string `json:"unchanged,omitempty"`
 	// Notes lists settings that changed but apply only when the host
 	// starts again (a mailbox's settings: the mailbox is kept, with its
-	// messages; the app's log level).
+	// messages; the app's log level and metrics address).
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -152,6 +152,9 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 	rep := &ReloadReport{}
 	if old.LogLevel != app.LogLevel {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("log_level %s → %s applies when the host starts again", old.LogLevel, app.LogLevel))
+	}
+	if old.Metrics != app.Metrics {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("metrics %q → %q applies when the host starts again", old.Metrics, app.Metrics))
 	}
 	var errs []error
 	failed := func(id string, err error) {
