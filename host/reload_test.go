@@ -105,9 +105,11 @@ func TestReload(t *testing.T) {
 			ids:     []string{"a", "b", "pool_0", "pool_1", "c"},
 		},
 		{
-			name:    "a bad binary refuses the whole reload",
-			edit:    func(s string) string { return strings.Replace(s, `worker "b" {`, `worker "e" { sha256 = "`+strings.Repeat("ab", 32)+`" }
-  worker "b" {`, 1) },
+			name: "a bad binary refuses the whole reload",
+			edit: func(s string) string {
+				return strings.Replace(s, `worker "b" {`, `worker "e" { sha256 = "`+strings.Repeat("ab", 32)+`" }
+  worker "b" {`, 1)
+			},
 			wantErr: process.ErrChecksumMismatch,
 			ids:     []string{"a", "b", "pool_0", "pool_1", "c"},
 		},
