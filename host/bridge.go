@@ -27,6 +27,9 @@ import (
 // each batch as one frame themselves when the stream is idle (else a
 // writer sends what accumulated), and the stream's reader applies sends
 // (a reply goes straight out on its caller's stream), acks and nacks.
+// A frame sent when a window is used up says so (AcksWanted): the plugin
+// then returns its acks as soon as it runs out of work; otherwise it may
+// hold them briefly for a frame it sends anyway (a reply) to carry them.
 // When the stream ends (the process exited, crashed or was killed) the
 // session releases the consumer: its unacknowledged messages go back to
 // their mailbox with their attempts raised.
@@ -352,6 +355,7 @@ type session struct {
 	sendMu sync.Mutex // held while frames are being sent
 	mu     sync.Mutex
 	out    protocol.Down
+	spare  []protocol.Delivery // a sent frame's deliveries, for reuse by out
 	tags   map[uint64]tagged
 	tag    uint64
 	wake   chan struct{}
@@ -416,6 +420,13 @@ func (w *window) acquire(done <-chan struct{}, limit int) int {
 			return 0
 		}
 	}
+}
+
+// exhausted reports whether no credit is left.
+func (w *window) exhausted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.avail <= 0
 }
 
 // release returns n unused credits.
@@ -595,9 +606,7 @@ func (s *session) read() error {
 		// the acks that rode along.
 		if len(u.Acks) > 0 {
 			tgs := s.untagAll(u.Acks)
-			for _, tg := range tgs {
-				_ = tg.mb.Ack(tg.id)
-			}
+			s.ackAll(tgs)
 			if hook := s.b.deliveryHook; hook != nil {
 				now := time.Now()
 				for _, tg := range tgs {
@@ -634,6 +643,33 @@ func notify(ch chan struct{}) {
 	}
 }
 
+// ackAll acknowledges tgs in their mailboxes (a session has two at most:
+// its own and its pool's), one lock round per mailbox.
+func (s *session) ackAll(tgs []tagged) {
+	if len(tgs) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(tgs))
+	var other *sdk.Mailbox
+	for _, tg := range tgs {
+		if tg.mb == tgs[0].mb {
+			ids = append(ids, tg.id)
+		} else {
+			other = tg.mb
+		}
+	}
+	tgs[0].mb.AckBatch(ids)
+	if other != nil {
+		ids = ids[:0]
+		for _, tg := range tgs {
+			if tg.mb == other {
+				ids = append(ids, tg.id)
+			}
+		}
+		other.AckBatch(ids)
+	}
+}
+
 func (s *session) untagAll(ts []uint64) []tagged {
 	out := make([]tagged, 0, len(ts))
 	s.mu.Lock()
@@ -654,13 +690,6 @@ func (s *session) untag(t uint64) (tagged, bool) {
 	delete(s.tags, t)
 	return tg, ok
 }
-
-// closedCtx is a done context: a fetch with it does not wait.
-var closedCtx = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // push fetches messages from mb for the session within its credit
 // window: one blocking fetch, then whatever else is ready (up to maxBatch
@@ -687,7 +716,10 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		if n == 0 {
 			return
 		}
-		m, err := mb.FetchAs(s.pushCtx, s.consumer)
+		// One blocking fetch, then whatever else is ready, under one lock.
+		room := int(min(protocol.MaxFrameBytes, MailboxWindowBytes-s.bytes.Load()))
+		var err error
+		batch, err = mb.FetchBatchAs(s.pushCtx, s.consumer, n, max(room, 1), batch[:0])
 		if err != nil {
 			credits.release(n)
 			if s.pushCtx.Err() == nil {
@@ -696,22 +728,22 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 			}
 			return
 		}
-		batch = append(batch[:0], m)
-		size := m.Size()
-		for len(batch) < n && size < protocol.MaxFrameBytes && s.bytes.Load()+int64(size) < MailboxWindowBytes {
-			m, err := mb.FetchAs(closedCtx, s.consumer)
-			if err != nil {
-				break
-			}
-			batch = append(batch, m)
+		size := 0
+		for _, m := range batch {
 			size += m.Size()
 		}
 		credits.release(n - len(batch))
+		// The plugin returns its acks at once only when the host waits
+		// for them: the window is used up (else it may hold them for the
+		// next frame it sends anyway, a reply typically).
+		wanted := credits.exhausted() || s.bytes.Load()+int64(size) >= MailboxWindowBytes
 		var now time.Time
 		if s.b.deliveryHook != nil {
 			now = time.Now()
 		}
 		s.mu.Lock()
+		s.reuseLocked()
+		s.out.AcksWanted = s.out.AcksWanted || wanted
 		s.bytes.Add(int64(size))
 		for _, m := range batch {
 			s.tag++
@@ -733,6 +765,7 @@ func (s *session) pushReply(m *sdk.Message) bool {
 		return false
 	}
 	s.mu.Lock()
+	s.reuseLocked()
 	s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Reply: true, Msg: sdk.EnvelopeFromMessage(m, m.Sender())})
 	s.mu.Unlock()
 	s.kick()
@@ -781,6 +814,7 @@ func (s *session) flushLocked() error {
 	if len(d.Deliveries) == 0 && len(d.Results) == 0 && len(d.Stats) == 0 {
 		return nil
 	}
+	sent := d.Deliveries
 	for {
 		frame := d
 		n := protocol.FitFrame(d.Deliveries, func(x *protocol.Delivery) *protocol.Envelope { return &x.Msg })
@@ -789,8 +823,24 @@ func (s *session) flushLocked() error {
 			return err
 		}
 		if n == len(d.Deliveries) {
-			return nil
+			break
 		}
-		d = protocol.Down{Deliveries: d.Deliveries[n:]}
+		d = protocol.Down{Deliveries: d.Deliveries[n:], AcksWanted: d.AcksWanted}
+	}
+	// The frame was encoded by Send: its slice can carry the next one.
+	if cap(sent) > 0 && cap(sent) <= 4*maxBatch {
+		clear(sent)
+		s.mu.Lock()
+		s.spare = sent[:0]
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// reuseLocked gives out the spare deliveries slice if out has none; s.mu
+// is held.
+func (s *session) reuseLocked() {
+	if s.out.Deliveries == nil && s.spare != nil {
+		s.out.Deliveries, s.spare = s.spare, nil
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,8 +31,44 @@ import (
 // The others measure one side each (use -benchtime 300ms):
 //
 //	go test -run '^$' -bench 'Bridge(Throughput|CallRoundTrip|HostCallRoundTrip)|Raw' -benchtime 300ms ./host/
+//
+// Profiles: go test's -cpuprofile covers the host; with
+// VIGIL_BENCH_PROFILES=<dir> every plugin of these benchmarks writes its
+// own CPU profile to <dir>/<worker>.prof (sink, echo, caller, raw).
 
 var payload64 = make([]byte, 64)
+
+// envBenchProfiles names the environment variable that, set to a
+// directory, makes the benchmarks' plugins write CPU profiles there
+// (<worker>.prof, see protocol.EnvCPUProfile): the host's own profile
+// comes from go test -cpuprofile.
+const envBenchProfiles = "VIGIL_BENCH_PROFILES"
+
+// profileEnv is the environment that profiles worker, or nil.
+func profileEnv(worker string) map[string]string {
+	if dir := os.Getenv(envBenchProfiles); dir != "" {
+		return map[string]string{protocol.EnvCPUProfile: filepath.Join(dir, worker+".prof")}
+	}
+	return nil
+}
+
+// profiled replaces every {PROF:<worker>} in an app definition by an env
+// block that profiles that worker, or by nothing.
+func profiled(app string) string {
+	dir := os.Getenv(envBenchProfiles)
+	for {
+		i := strings.Index(app, "{PROF:")
+		if i < 0 {
+			return app
+		}
+		j := i + strings.IndexByte(app[i:], '}')
+		env := ""
+		if dir != "" {
+			env = fmt.Sprintf("env = { %s = %q }", protocol.EnvCPUProfile, filepath.Join(dir, app[i+6:j]+".prof"))
+		}
+		app = app[:i] + env + app[j+1:]
+	}
+}
 
 // BenchmarkBridgeThroughput: the host queues b.N messages in a worker's
 // mailbox; the worker (counter, no work per message) receives them with
@@ -42,13 +81,14 @@ func BenchmarkBridgeThroughput(b *testing.B) {
 }
 
 func benchBridgeThroughput(b *testing.B, window int) {
-	r := serveHost(b, `
+	r := serveHost(b, profiled(`
 app "b" {
   worker "sink" {
     plugin = "{P}/counter"
+    {PROF:sink}
     mailbox { capacity = 1000000 }
   }
-}`, Options{MailboxWindow: window}, nil)
+}`), Options{MailboxWindow: window}, nil)
 	mb := mustMailbox(b, r.h, "sink")
 	ctx := context.Background()
 	// Warm the path (and wait for the worker's first receive).
@@ -101,7 +141,7 @@ func startRaw(b *testing.B) *rawBench {
 	streams := make(chan *protocol.HostStream, 1)
 	release := make(chan struct{})
 	child := process.New(process.Spec{
-		ID: "raw", Path: pluginDir() + "/rawbench", TempDir: shortTempDir(b),
+		ID: "raw", Path: pluginDir() + "/rawbench", TempDir: shortTempDir(b), Env: profileEnv("raw"),
 		Mailbox: process.MailboxFunc(func(uint64) protocol.MailboxHandler {
 			return func(ctx context.Context, s *protocol.HostStream) error {
 				streams <- s
@@ -229,10 +269,12 @@ const callBenchApp = `
 app "b" {
   worker "echo" {
     plugin = "{P}/echo"
+    {PROF:echo}
     config { interval = "1h" }
   }
   worker "caller" {
     plugin = "{P}/producer"
+    {PROF:caller}
     config {
       mode = "bench"
       to   = "echo"
@@ -241,7 +283,7 @@ app "b" {
 }`
 
 func BenchmarkBridgeCallRoundTrip(b *testing.B) {
-	r := serveHost(b, callBenchApp, Options{}, nil)
+	r := serveHost(b, profiled(callBenchApp), Options{}, nil)
 	ctx := context.Background()
 	// Warm up, which also waits for both workers.
 	if _, err := r.h.Call(ctx, "caller", sdk.Msg("go:200").MustBuild(), 30*time.Second); err != nil {
@@ -268,13 +310,13 @@ func BenchmarkBridgeCallRoundTrip(b *testing.B) {
 // bridge's own cost on the baseline's two stream hops: Host.Call to echo
 // (host mailbox → echo → Reply → the host's waiting call).
 func BenchmarkBridgeHostCallRoundTrip(b *testing.B) {
-	r := serveHost(b, `
+	r := serveHost(b, profiled(`
 app "b" {
   worker "echo" {
     plugin = "{P}/echo"
     config { interval = "1h" }
   }
-}`, Options{}, nil)
+}`), Options{}, nil)
 	ctx := context.Background()
 	for range 200 { // warm up, which also waits for echo
 		if _, err := r.h.Call(ctx, "echo", sdk.Msg(payload64).MustBuild(), 30*time.Second); err != nil {
@@ -329,13 +371,14 @@ func BenchmarkRawPingPong(b *testing.B) {
 func BenchmarkBridgeVsRaw(b *testing.B) {
 	b.Run("throughput", func(b *testing.B) {
 		const chunk = 20000
-		r := serveHost(b, `
+		r := serveHost(b, profiled(`
 app "b" {
   worker "sink" {
     plugin = "{P}/counter"
+    {PROF:sink}
     mailbox { capacity = 1000000 }
   }
-}`, Options{}, nil)
+}`), Options{}, nil)
 		mb := mustMailbox(b, r.h, "sink")
 		rb := startRaw(b)
 		defer rb.stop()
@@ -396,7 +439,7 @@ app "b" {
 	})
 	b.Run("roundtrip", func(b *testing.B) {
 		const chunk = 200
-		r := serveHost(b, callBenchApp, Options{}, nil)
+		r := serveHost(b, profiled(callBenchApp), Options{}, nil)
 		rb := startRaw(b)
 		defer rb.stop()
 		ctx := context.Background()

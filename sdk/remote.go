@@ -29,6 +29,12 @@ const RecvCredits = 1 << 16
 // limit ([protocol.MaxMessageSize]) less room for the frame.
 const maxWireMessage = protocol.MaxMessageSize - 64<<10
 
+// ackDelay bounds how long a worker that ran out of messages holds its
+// acks when the host does not wait for them ([protocol.Down.AcksWanted]
+// unset): the next frame it sends (a reply, typically) carries them, so a
+// request/reply exchange costs no separate ack frame.
+const ackDelay = time.Millisecond
+
 // closeFlushTimeout bounds the final flush of acks when Run returns.
 const closeFlushTimeout = time.Second
 
@@ -53,18 +59,27 @@ type remote struct {
 	failErr  error         // set before done is closed
 
 	// outbound: one writer goroutine sends whatever accumulated.
-	omu     sync.Mutex
-	out     protocol.Up
-	wake    chan struct{}
-	sendMu  sync.Mutex // held while a frame is being sent
-	granted atomic.Bool
+	omu      sync.Mutex
+	out      protocol.Up
+	wake     chan struct{}
+	sendMu   sync.Mutex // held while a frame is being sent
+	granted  atomic.Bool
+	ackTimer *time.Timer // flushes held acks after ackDelay
+	ackArmed atomic.Bool
 
 	// inbound.
-	imu      sync.Mutex
-	queue    []*Message
-	avail    chan struct{}
+	imu   sync.Mutex
+	queue []queued // received, not yet handed out
+	avail chan struct{}
+	// inflight holds the messages handed out and not yet acknowledged,
+	// except the one of the last Recv, which is kept in last and lastD
+	// (it is usually auto-acked by the next Recv: no map operation).
 	inflight map[*Message]delivery
 	last     *Message // handed out by the last Recv, auto-acked by the next
+	lastD    delivery
+	// acksWanted: a frame since the worker last ran out of messages said
+	// the host waits for acks (set with the deliveries it came with).
+	acksWanted bool
 
 	// requests awaiting an answer.
 	seq        atomic.Uint64
@@ -79,6 +94,12 @@ type remote struct {
 type delivery struct {
 	tag      uint64
 	attempts int
+}
+
+// queued is a received message with its delivery.
+type queued struct {
+	m *Message
+	d delivery
 }
 
 func newRemote(id string, conn *protocol.MailboxConn) *remote {
@@ -110,6 +131,8 @@ func (r *remote) open() error {
 		}
 		r.stream, r.cancel = s, cancel
 		r.done, r.readDone = make(chan struct{}), make(chan struct{})
+		r.ackTimer = time.AfterFunc(time.Hour, r.ackTimerFired)
+		r.ackTimer.Stop()
 		go r.reader()
 		go r.writer()
 	})
@@ -129,6 +152,7 @@ func (r *remote) fail(err error) {
 	r.failErr = fmt.Errorf("%w: mailbox stream ended: %v", ErrInboxClosed, err)
 	close(r.done)
 	r.pmu.Unlock()
+	r.ackTimer.Stop()
 	r.cancel()
 }
 
@@ -140,8 +164,7 @@ func (r *remote) reader() {
 			r.fail(err)
 			return
 		}
-		var queued []*Message
-		var tags []delivery
+		var batch []queued
 		for i := range d.Deliveries {
 			dl := &d.Deliveries[i]
 			m, err := MessageFromEnvelope(&dl.Msg)
@@ -163,15 +186,15 @@ func (r *remote) reader() {
 				}
 				continue
 			}
-			queued = append(queued, m)
-			tags = append(tags, delivery{tag: dl.Tag, attempts: int(dl.Msg.Attempts)})
-		}
-		if len(queued) > 0 {
-			r.imu.Lock()
-			for i, m := range queued {
-				r.inflight[m] = tags[i]
+			if batch == nil {
+				batch = make([]queued, 0, len(d.Deliveries)-i)
 			}
-			r.queue = append(r.queue, queued...)
+			batch = append(batch, queued{m, delivery{tag: dl.Tag, attempts: int(dl.Msg.Attempts)}})
+		}
+		if len(batch) > 0 || d.AcksWanted {
+			r.imu.Lock()
+			r.queue = append(r.queue, batch...)
+			r.acksWanted = r.acksWanted || d.AcksWanted
 			r.imu.Unlock()
 			notify(r.avail)
 		}
@@ -202,8 +225,9 @@ func notify(ch chan struct{}) {
 }
 
 // ackBatch is how many lazy acknowledgements accumulate before they are
-// sent while the worker keeps receiving (they are sent at once when its
-// local queue runs dry).
+// sent while the worker keeps receiving (when its local queue runs dry
+// they are sent at once if the host waits for them, else within ackDelay
+// or with the next frame).
 const ackBatch = 64
 
 // enqueueOut adds to the next outbound frame and sends it now, from the
@@ -252,11 +276,28 @@ func (r *remote) addNack(tag uint64, reason string) {
 	notify(r.wake)
 }
 
-// flushAcks sends waiting acknowledgements now: the worker is about to
-// wait for its next message, so the host should have its credits back
-// (a timer would keep them from the host for no benefit and wake the
-// process once more later).
-func (r *remote) flushAcks() {
+// flushAcks is called when the worker is about to wait for its next
+// message. If the host waits for acks (its window is used up: now is
+// true) they go out at once, so that it gets its credits back. Else they
+// are held for at most ackDelay: the next frame the worker sends, a reply
+// typically, carries them, and a request/reply exchange costs no frame
+// (and no wake-up of the host) for its ack.
+func (r *remote) flushAcks(now bool) {
+	r.omu.Lock()
+	n := len(r.out.Acks)
+	r.omu.Unlock()
+	switch {
+	case n == 0:
+	case now:
+		r.flushNow()
+	case r.ackArmed.CompareAndSwap(false, true):
+		r.ackTimer.Reset(ackDelay)
+	}
+}
+
+// ackTimerFired sends the acks held by flushAcks, if no frame took them.
+func (r *remote) ackTimerFired() {
+	r.ackArmed.Store(false)
 	r.omu.Lock()
 	n := len(r.out.Acks)
 	r.omu.Unlock()
@@ -424,16 +465,10 @@ func (r *remote) grant() error {
 // nacked already.
 func (r *remote) ackLast(lazy bool) {
 	r.imu.Lock()
-	m := r.last
+	m, d := r.last, r.lastD
 	r.last = nil
-	var d delivery
-	ok := false
-	if m != nil {
-		d, ok = r.inflight[m]
-		delete(r.inflight, m)
-	}
 	r.imu.Unlock()
-	if ok {
+	if m != nil {
 		r.addAck(d.tag, lazy)
 	}
 }
@@ -450,13 +485,9 @@ func (r *remote) recv(ctx context.Context, timeout <-chan time.Time, autoAck boo
 		// Acknowledge the previous Recv's message (in the same critical
 		// section as taking the next one).
 		r.imu.Lock()
-		if m := r.last; m != nil {
+		if r.last != nil {
 			r.last = nil
-			var d delivery
-			if d, ackOK = r.inflight[m]; ackOK {
-				delete(r.inflight, m)
-				ackTag = d.tag
-			}
+			ackTag, ackOK = r.lastD.tag, true
 		}
 		r.imu.Unlock()
 		if ackOK {
@@ -466,20 +497,27 @@ func (r *remote) recv(ctx context.Context, timeout <-chan time.Time, autoAck boo
 	for {
 		r.imu.Lock()
 		if len(r.queue) > 0 {
-			m := r.queue[0]
-			r.queue[0] = nil
+			q := r.queue[0]
+			r.queue[0] = queued{}
 			r.queue = r.queue[1:]
 			more := len(r.queue) > 0
-			if m.IsExpired() {
+			if q.m.IsExpired() {
 				// Never delivered: the host dead-letters it as expired.
-				d := r.inflight[m]
-				delete(r.inflight, m)
 				r.imu.Unlock()
-				r.addNack(d.tag, ReasonExpired)
+				r.addNack(q.d.tag, ReasonExpired)
 				continue
 			}
-			if autoAck {
-				r.last = m
+			m := q.m
+			switch {
+			case !autoAck:
+				r.inflight[m] = q.d
+			case r.last != nil:
+				// Another goroutine's Recv handed it out: it stays in
+				// flight until acked explicitly, as it would have.
+				r.inflight[r.last] = r.lastD
+				fallthrough
+			default:
+				r.last, r.lastD = m, q.d
 			}
 			r.imu.Unlock()
 			if more {
@@ -487,8 +525,10 @@ func (r *remote) recv(ctx context.Context, timeout <-chan time.Time, autoAck boo
 			}
 			return m, nil
 		}
+		wanted := r.acksWanted // the queue is empty: every frame that set it was read
+		r.acksWanted = false
 		r.imu.Unlock()
-		r.flushAcks() // about to wait: the host should have its credits back
+		r.flushAcks(wanted) // about to wait: return (or hold) the acks
 		select {
 		case <-r.avail:
 		case <-r.done:
@@ -571,14 +611,15 @@ func (in *RemoteInbox) Nack(m *Message, reason string) error {
 func (in *RemoteInbox) take(m *Message, what string) (delivery, error) {
 	in.r.imu.Lock()
 	defer in.r.imu.Unlock()
+	if m != nil && in.r.last == m {
+		in.r.last = nil
+		return in.r.lastD, nil
+	}
 	d, ok := in.r.inflight[m]
 	if !ok {
 		return delivery{}, fmt.Errorf("%w: %s of %v", ErrNotInFlight, what, m)
 	}
 	delete(in.r.inflight, m)
-	if in.r.last == m {
-		in.r.last = nil
-	}
 	return d, nil
 }
 
@@ -588,6 +629,9 @@ func (in *RemoteInbox) take(m *Message, what string) (delivery, error) {
 func (in *RemoteInbox) Attempts(m *Message) int {
 	in.r.imu.Lock()
 	defer in.r.imu.Unlock()
+	if m != nil && in.r.last == m {
+		return in.r.lastD.attempts
+	}
 	return in.r.inflight[m].attempts
 }
 

@@ -16,6 +16,12 @@
 //     [RemoteError] (what FromStatus and HealthCheck failures are) and
 //     [WorkerError] (what Run.Err is for a failed worker; it has Message,
 //     Panicked, ExitCode).
+//   - Performance: every connection between host and plugin uses a static
+//     4 MiB flow-control window ([DialOptions] and the servers' options),
+//     which turns off gRPC's BDP pings (a PING and its ACK per data frame
+//     of a request/reply exchange); [Down.AcksWanted] tells the plugin
+//     when the host waits for acks; [EnvCPUProfile] makes a plugin write
+//     a CPU profile.
 //   - Set VIGIL_HOST_PID=<host pid> ([EnvHostPID]) in the worker's env if
 //     you do not use NewClientConfig: the plugin then also exits when that
 //     PID is gone (a host that died before the plugin started watching, or

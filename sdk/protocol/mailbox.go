@@ -74,6 +74,11 @@ type Down struct {
 	Deliveries []Delivery
 	Results    []SendResult
 	Stats      []StatsResult
+	// AcksWanted is set when the host has used up the incarnation's
+	// credit window: the plugin should return its acks as soon as it runs
+	// out of work. Otherwise it may hold them briefly, so that the next
+	// frame it sends anyway (typically a reply) carries them.
+	AcksWanted bool
 }
 
 // Nack gives a delivery back, with a reason.
@@ -177,7 +182,7 @@ func errFromPB(w *pb.WireError) error {
 }
 
 func downToPB(d *Down) *pb.MailboxDown {
-	out := &pb.MailboxDown{}
+	out := &pb.MailboxDown{AcksWanted: d.AcksWanted}
 	if n := len(d.Deliveries); n > 0 {
 		out.Deliveries = make([]*pb.Delivery, n)
 		pds := make([]pb.Delivery, n) // one allocation for the batch
@@ -199,7 +204,7 @@ func downToPB(d *Down) *pb.MailboxDown {
 }
 
 func downFromPB(p *pb.MailboxDown) *Down {
-	d := &Down{}
+	d := &Down{AcksWanted: p.GetAcksWanted()}
 	if n := len(p.GetDeliveries()); n > 0 {
 		d.Deliveries = make([]Delivery, n)
 		for i, dl := range p.GetDeliveries() {
@@ -304,7 +309,7 @@ func serveMailbox(broker *plugin.GRPCBroker, h MailboxHandler) uint32 {
 	id := broker.NextId()
 	srv := &mailboxServer{handler: h}
 	go broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+		opts = append(opts, serverOptions()...)
 		g := grpc.NewServer(opts...)
 		pb.RegisterMailboxServer(g, srv)
 		return g

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -17,9 +19,10 @@ func TestMailboxFramesRoundTrip(t *testing.T) {
 		Priority: -1, Signal: 2, TTL: time.Second, Remaining: 500 * time.Millisecond, Attempts: 3,
 	}
 	tests := map[string]struct{ down *Down }{
-		"deliveries": {&Down{Deliveries: []Delivery{{Tag: 7, Msg: env}, {Reply: true, Msg: env}}}},
-		"results":    {&Down{Results: []SendResult{{Seq: 1}}}},
-		"stats":      {&Down{Stats: []StatsResult{{Seq: 2, Stats: []byte(`{"Len":1}`)}}}},
+		"deliveries":  {&Down{Deliveries: []Delivery{{Tag: 7, Msg: env}, {Reply: true, Msg: env}}}},
+		"results":     {&Down{Results: []SendResult{{Seq: 1}}}},
+		"stats":       {&Down{Stats: []StatsResult{{Seq: 2, Stats: []byte(`{"Len":1}`)}}}},
+		"acks wanted": {&Down{Deliveries: []Delivery{{Tag: 8, Msg: env}}, AcksWanted: true}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -37,6 +40,21 @@ func TestMailboxFramesRoundTrip(t *testing.T) {
 	}
 	if (&Up{}).Empty() == false || up.Empty() {
 		t.Fatal("Empty is wrong")
+	}
+}
+
+func TestStartCPUProfileWritesAProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	stop, err := startCPUProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("no profile written: %v", err)
+	}
+	if _, err := startCPUProfile(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
+		t.Fatal("a profile in a missing directory did not fail")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -113,7 +114,15 @@ func Serve(srv Server, opts ...ServeOpt) error {
 	if cfg.logger == nil {
 		cfg.logger = NewLogger()
 	}
-	s := newServer(srv, cfg.logger, os.Exit)
+	exit := os.Exit
+	if path := os.Getenv(EnvCPUProfile); path != "" {
+		if stop, err := startCPUProfile(path); err != nil {
+			cfg.logger.Warn("cannot write the CPU profile", "path", path, "error", err)
+		} else {
+			exit = func(code int) { stop(); os.Exit(code) }
+		}
+	}
+	s := newServer(srv, cfg.logger, exit)
 	if os.Getenv(Handshake.MagicCookieKey) == Handshake.MagicCookieValue {
 		go s.watchParent(envHostPID(), os.Getppid())
 	}
@@ -133,6 +142,30 @@ func Serve(srv Server, opts ...ServeOpt) error {
 	s.logger.Debug("plugin server stopped; exiting", "exit_code", code)
 	s.exitWith(code)
 	return nil
+}
+
+// EnvCPUProfile names the environment variable that makes [Serve] write a
+// CPU profile of the plugin process (pprof format) to the file it names,
+// from start to exit. For performance work only (the benchmarks set it in
+// the worker's env block when asked to); a profile is lost if the
+// process is killed.
+const EnvCPUProfile = "VIGIL_CPUPROFILE"
+
+// startCPUProfile starts profiling into the file path and returns the
+// function that ends the profile and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // server implements pb.WorkerServer around a Server.
@@ -171,7 +204,7 @@ func newServer(impl Server, logger hclog.Logger, exit func(int)) *server {
 }
 
 func (s *server) newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
-	opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+	opts = append(opts, serverOptions()...)
 	g := grpc.NewServer(opts...)
 	s.mu.Lock()
 	s.grpc = g

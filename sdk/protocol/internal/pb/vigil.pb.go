@@ -958,10 +958,15 @@ func (x *StatsResult) GetError() *WireError {
 }
 
 type MailboxDown struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
-	Results       []*SendResult          `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
-	Stats         []*StatsResult         `protobuf:"bytes,3,rep,name=stats,proto3" json:"stats,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Results    []*SendResult          `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	Stats      []*StatsResult         `protobuf:"bytes,3,rep,name=stats,proto3" json:"stats,omitempty"`
+	// True when the host has used up the credit window of this incarnation:
+	// the plugin should return its acks as soon as it runs out of work.
+	// Otherwise it may hold them for a short while, so that the next frame
+	// it sends anyway (a reply, typically) carries them.
+	AcksWanted    bool `protobuf:"varint,4,opt,name=acks_wanted,json=acksWanted,proto3" json:"acks_wanted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1015,6 +1020,13 @@ func (x *MailboxDown) GetStats() []*StatsResult {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *MailboxDown) GetAcksWanted() bool {
+	if x != nil {
+		return x.AcksWanted
+	}
+	return false
 }
 
 type Nack struct {
@@ -1296,13 +1308,15 @@ const file_vigil_proto_rawDesc = "" +
 	"\vStatsResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05stats\x18\x02 \x01(\fR\x05stats\x12)\n" +
-	"\x05error\x18\x03 \x01(\v2\x13.vigil.v1.WireErrorR\x05error\"\x9e\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.vigil.v1.WireErrorR\x05error\"\xbf\x01\n" +
 	"\vMailboxDown\x122\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x12.vigil.v1.DeliveryR\n" +
 	"deliveries\x12.\n" +
 	"\aresults\x18\x02 \x03(\v2\x14.vigil.v1.SendResultR\aresults\x12+\n" +
-	"\x05stats\x18\x03 \x03(\v2\x15.vigil.v1.StatsResultR\x05stats\"0\n" +
+	"\x05stats\x18\x03 \x03(\v2\x15.vigil.v1.StatsResultR\x05stats\x12\x1f\n" +
+	"\vacks_wanted\x18\x04 \x01(\bR\n" +
+	"acksWanted\"0\n" +
 	"\x04Nack\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe9\x01\n" +
