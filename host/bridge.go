@@ -351,6 +351,7 @@ type session struct {
 	drained  atomic.Bool
 	bytes    atomic.Int64  // size of the messages in flight
 	freed    chan struct{} // signalled when acks or nacks free bytes
+	idle     chan struct{} // signalled when acks or nacks settle deliveries (Drain)
 
 	sendMu sync.Mutex // held while frames are being sent
 	mu     sync.Mutex
@@ -471,6 +472,38 @@ func (s *session) settle(tgs []tagged) {
 	if s.bytes.Add(-int64(size)) < MailboxWindowBytes {
 		notify(s.freed)
 	}
+	notify(s.idle)
+}
+
+// Drain blocks until incarnation n of the worker holds no unacknowledged
+// message (or its session ended, or never opened), or ctx is done.
+func (w workerMailbox) Drain(ctx context.Context, n uint64) error {
+	w.b.mu.Lock()
+	var s *session
+	for _, o := range w.b.sessions[w.id] {
+		if o.n == n {
+			s = o
+		}
+	}
+	w.b.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	for {
+		s.mu.Lock()
+		empty := len(s.tags) == 0
+		s.mu.Unlock()
+		if empty {
+			return nil
+		}
+		select {
+		case <-s.idle:
+		case <-s.ctx.Done():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // goLive lets the session's pushers start; b.mu is held.
@@ -510,15 +543,22 @@ func (b *bridge) serve(ctx context.Context, id string, n uint64, standby bool, s
 		b: b, id: id, n: n, consumer: id + "#" + strconv.FormatUint(n, 10), stream: stream,
 		ctx: ctx, cancel: cancel, credits: newWindow(b.window), started: make(chan struct{}), live: make(chan struct{}),
 		tags: make(map[uint64]tagged, b.window+b.poolWindow), wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+		idle: make(chan struct{}, 1),
 	}
 	s.pushCtx, s.stopPush = context.WithCancel(ctx)
 	b.mu.Lock()
-	if !standby && b.active[id] != n {
+	switch {
+	case !standby && n > b.active[id]:
 		// A normal start: this incarnation is the worker's from now on.
+		// (Numbers only grow: an older incarnation opening its stream
+		// late, after a swap activated a newer one, does not take over.)
 		b.active[id] = n
 		for _, o := range b.sessions[id] {
 			o.drain()
 		}
+	case !standby && n < b.active[id]:
+		s.drained.Store(true) // replaced already: replies only
+		s.stopPush()
 	}
 	if b.active[id] == n {
 		s.goLive()
@@ -714,6 +754,10 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		}
 		n := credits.acquire(s.pushCtx.Done(), maxBatch)
 		if n == 0 {
+			return
+		}
+		if s.pushCtx.Err() != nil { // drained meanwhile: a fetch would still return queued messages
+			credits.release(n)
 			return
 		}
 		// One blocking fetch, then whatever else is ready, under one lock.

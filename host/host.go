@@ -75,6 +75,8 @@ type Host struct {
 	workers  map[string]*process.Child  // by worker ID
 	order    []string                   // worker IDs in start order
 	owner    map[string]*sdk.Supervisor // worker ID → its supervisor
+	applied  map[string]*config.Worker  // worker ID → the block it runs with (what a reload compares against)
+	incs     map[string]*atomic.Uint64  // worker ID → its incarnation counter, kept across reloads
 	byName   map[string]*sdk.Supervisor // supervisor name → supervisor
 	watch    *watcher                   // nil until Serve, when a worker has watch = true
 
@@ -186,7 +188,8 @@ func New(app *config.App, opts Options) (*Host, error) {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: level, Output: logw, Color: color})
 	}
 	h := &Host{opts: opts, app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook,
-		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
+		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{},
+		applied: map[string]*config.Worker{}, incs: map[string]*atomic.Uint64{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	h.bridge.deliveryHook = opts.DeliveryHook
 	h.logw = logw
 	var errs []error
@@ -252,6 +255,7 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 				h.workers[id] = child
 				h.order = append(h.order, id)
 				h.owner[id] = sup
+				h.applied[id] = w
 				total += child.Spec().ShutdownTimeout
 			}
 		case n.Supervisor != nil:
@@ -280,6 +284,12 @@ func (h *Host) build(s *config.Supervisor, opts Options) (*sdk.Supervisor, time.
 func (h *Host) newWorker(w *config.Worker, id string) (*process.Child, sdk.ChildSpec) {
 	spec := h.workerSpec(w, id, h.opts)
 	spec.Mailbox = h.bridge.handlerFor(id)
+	h.treeMu.Lock()
+	if h.incs[id] == nil {
+		h.incs[id] = new(atomic.Uint64)
+	}
+	spec.Incarnations = h.incs[id]
+	h.treeMu.Unlock()
 	child := process.New(spec, h.logger.Named(id))
 	cs := sdk.ChildSpec{
 		ID: id, Child: child, Restart: w.Restart,

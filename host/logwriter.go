@@ -21,6 +21,7 @@ const logQueue = 4096
 // restart. Before Serve and after it, writes go straight through.
 type logWriter struct {
 	out     io.Writer
+	outMu   sync.Mutex // serialises writes to out (the queue's goroutine and direct writes)
 	mu      sync.RWMutex
 	ch      chan []byte // nil when not serving
 	done    chan struct{}
@@ -31,9 +32,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.RLock()
 	if w.ch == nil {
 		w.mu.RUnlock()
-		w.mu.Lock() // one direct writer at a time
-		defer w.mu.Unlock()
-		return w.out.Write(p)
+		return w.write(p)
 	}
 	defer w.mu.RUnlock()
 	select {
@@ -53,11 +52,8 @@ func (w *logWriter) start() {
 	go func() {
 		defer close(done)
 		for b := range ch {
-			if n := w.dropped.Swap(0); n > 0 {
-				fmt.Fprintf(w.out, "%s [WARN]  vigil: the log output is not keeping up: %d log lines were dropped\n",
-					time.Now().Format("2006-01-02T15:04:05.000Z0700"), n)
-			}
-			_, _ = w.out.Write(b)
+			w.reportDropped()
+			_, _ = w.write(b)
 		}
 	}()
 }
@@ -78,9 +74,22 @@ func (w *logWriter) stop() {
 	select {
 	case <-done:
 	case <-t.C: // the output is stuck; its goroutine ends when it unblocks
+		return
 	}
+	w.reportDropped()
+}
+
+// write writes p to the output, one writer at a time.
+func (w *logWriter) write(p []byte) (int, error) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	return w.out.Write(p)
+}
+
+// reportDropped writes how many lines were dropped since the last report.
+func (w *logWriter) reportDropped() {
 	if n := w.dropped.Swap(0); n > 0 {
-		fmt.Fprintf(w.out, "%s [WARN]  vigil: the log output is not keeping up: %d log lines were dropped\n",
-			time.Now().Format("2006-01-02T15:04:05.000Z0700"), n)
+		_, _ = w.write(fmt.Appendf(nil, "%s [WARN]  vigil: the log output is not keeping up: %d log lines were dropped\n",
+			time.Now().Format("2006-01-02T15:04:05.000Z0700"), n))
 	}
 }

@@ -39,7 +39,7 @@ func (h *Host) Swap(ctx context.Context, name string) error {
 		return err
 	}
 	for _, id := range ids {
-		if err := h.swap(ctx, id, nil); err != nil {
+		if err := h.swap(ctx, id, nil, nil); err != nil {
 			return err
 		}
 	}
@@ -55,30 +55,48 @@ func (h *Host) idsOf(name string) ([]string, error) {
 	}
 	for _, w := range h.app.Workers() {
 		if w.Name == name {
-			return slices.Clone(w.IDs), nil
+			var ids []string
+			for _, id := range w.IDs {
+				if h.workers[id] != nil {
+					ids = append(ids, id)
+				}
+			}
+			if len(ids) > 0 {
+				return ids, nil
+			}
 		}
 	}
 	return nil, fmt.Errorf("%w: no worker or pool named %q (see `vigil status`)", sdk.ErrWorkerNotFound, name)
 }
 
 // swap swaps worker id to next (nil: its own child, i.e. the binary on
-// disk now) and records next as the worker's child when it took over.
-func (h *Host) swap(ctx context.Context, id string, next *process.Child) error {
+// disk now) and, when it took over, records next as the worker's child
+// and w (if not nil) as the block it runs with.
+func (h *Host) swap(ctx context.Context, id string, next *process.Child, w *config.Worker) error {
 	h.treeMu.RLock()
 	sup := h.owner[id]
 	h.treeMu.RUnlock()
+	if sup == nil { // in the config, but not running: an add that failed
+		return fmt.Errorf("%w: worker %q is not running (its start failed; see `vigil status`, fix it, then `vigil reload`)", sdk.ErrWorkerNotFound, id)
+	}
 	var nc sdk.Child
 	if next != nil {
 		nc = next
 	}
 	if err := sup.SwapChild(ctx, id, nc); err != nil {
+		if errors.Is(err, sdk.ErrNotStarted) {
+			return fmt.Errorf("worker %q: %w", id, err)
+		}
 		return fmt.Errorf("worker %q: %w (the running incarnation was kept)", id, err)
 	}
+	h.treeMu.Lock()
 	if next != nil {
-		h.treeMu.Lock()
 		h.workers[id] = next
-		h.treeMu.Unlock()
 	}
+	if w != nil {
+		h.applied[id] = w
+	}
+	h.treeMu.Unlock()
 	return nil
 }
 
@@ -124,12 +142,20 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 	if err := sameSupervisors(old, app); err != nil {
 		return nil, err
 	}
-	oldW, oldParent := workerIndex(old)
+	// What runs now, by worker ID: the block each worker was last
+	// successfully applied with (a change that failed is retried by the
+	// next reload) and its supervisor.
+	h.treeMu.RLock()
+	running, parentOf := maps.Clone(h.applied), map[string]string{}
+	for id, sup := range h.owner {
+		parentOf[id] = sup.Name()
+	}
+	h.treeMu.RUnlock()
 	newW, newParent := workerIndex(app)
 	var problems []error
-	for id, w := range newW {
-		if p, ok := oldParent[id]; ok && p != newParent[id] {
-			problems = append(problems, fmt.Errorf("%s: worker %q moved from supervisor %q to %q", w.Range, id, p, newParent[id]))
+	for _, id := range slices.Sorted(maps.Keys(newW)) {
+		if p, ok := parentOf[id]; ok && p != newParent[id] {
+			problems = append(problems, fmt.Errorf("%s: worker %q moved from supervisor %q to %q", newW[id].Range, id, p, newParent[id]))
 		}
 	}
 	if len(problems) > 0 {
@@ -177,9 +203,9 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 	}
 	for _, w := range app.Workers() {
 		for _, id := range w.IDs {
-			ow, ok := oldW[id]
+			ow, ok := running[id]
 			if !ok {
-				continue
+				continue // added below
 			}
 			if !sameMailbox(ow.Mailbox, w.Mailbox) {
 				rep.Notes = append(rep.Notes, fmt.Sprintf("worker %q: the mailbox settings apply when the host starts again (its mailbox and messages are kept)", id))
@@ -193,25 +219,28 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 				rep.Restarted = append(rep.Restarted, id)
 			case !sameProcess(ow, w):
 				child, _ := h.newWorker(w, id)
-				if err := h.swap(ctx, id, child); err != nil {
+				if err := h.swap(ctx, id, child, w); err != nil {
 					failed(id, err)
 					continue
 				}
 				rep.Swapped = append(rep.Swapped, id)
 			case h.Worker(id).BinaryChanged():
-				if err := h.swap(ctx, id, nil); err != nil {
+				if err := h.swap(ctx, id, nil, w); err != nil {
 					failed(id, err)
 					continue
 				}
 				rep.Swapped = append(rep.Swapped, id)
 			default:
+				h.treeMu.Lock()
+				h.applied[id] = w // same settings; the new block (Range, …) from now on
+				h.treeMu.Unlock()
 				rep.Unchanged = append(rep.Unchanged, id)
 			}
 		}
 	}
 	for _, w := range app.Workers() {
 		for _, id := range w.IDs {
-			if _, ok := oldW[id]; ok {
+			if _, ok := running[id]; ok {
 				continue
 			}
 			if err := h.add(w, id, newParent[id]); err != nil {
@@ -224,14 +253,21 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 
 	h.treeMu.Lock()
 	h.app = app
-	h.order = h.order[:0]
+	// Start order: the new file's, then workers a failed removal left.
+	order := make([]string, 0, len(h.workers))
 	for _, w := range app.Workers() {
 		for _, id := range w.IDs {
 			if _, ok := h.workers[id]; ok {
-				h.order = append(h.order, id)
+				order = append(order, id)
 			}
 		}
 	}
+	for _, id := range h.order {
+		if _, ok := newW[id]; !ok && h.workers[id] != nil {
+			order = append(order, id)
+		}
+	}
+	h.order = order
 	h.treeMu.Unlock()
 	h.watchApp(app)
 	h.logger.Info("config reloaded", "file", app.File, "added", len(rep.Added), "removed", len(rep.Removed),
@@ -248,7 +284,11 @@ func (h *Host) remove(id string) error {
 	sup := h.owner[id]
 	h.treeMu.RUnlock()
 	if err := sup.TerminateChild(id); err != nil && !errors.Is(err, sdk.ErrChildNotFound) {
-		return fmt.Errorf("worker %q: %w", id, err)
+		// Killed after its shutdown timeout: stopped all the same.
+		if st, ferr := sup.FindChild(id); ferr != nil || st.State != sdk.ChildStopped {
+			return fmt.Errorf("worker %q: %w", id, err)
+		}
+		h.logger.Warn("reload: a removed worker had to be killed", "worker", id, "error", err)
 	}
 	if err := sup.DeleteChild(id); err != nil && !errors.Is(err, sdk.ErrChildNotFound) {
 		return fmt.Errorf("worker %q: %w", id, err)
@@ -256,6 +296,7 @@ func (h *Host) remove(id string) error {
 	h.treeMu.Lock()
 	delete(h.workers, id)
 	delete(h.owner, id)
+	delete(h.applied, id)
 	h.treeMu.Unlock()
 	return nil
 }
@@ -273,6 +314,7 @@ func (h *Host) add(w *config.Worker, id, parent string) error {
 	h.treeMu.Lock()
 	h.workers[id] = child
 	h.owner[id] = sup
+	h.applied[id] = w
 	h.treeMu.Unlock()
 	return nil
 }

@@ -174,3 +174,44 @@ func TestReload(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadAfterAFailedAdd: a worker whose start fails in a reload is
+// reported as failed and is not running; the next reload tries again (no
+// panic on the half-applied state), a swap of it says it is not running,
+// and once its binary is fixed a reload starts it.
+func TestReloadAfterAFailedAdd(t *testing.T) {
+	bin := swappable(t)
+	deployBytes(t, bin, []byte("#!/bin/sh\nexit 3\n")) // passes the checks, fails the handshake
+	r := serveHost(t, strings.ReplaceAll(reloadApp, "{BIN}", pluginDir()+"/counter"), Options{}, nil)
+	for _, id := range []string{"a", "b", "pool_0", "pool_1", "c"} {
+		r.ev.wait(t, 20*time.Second, id+" started", started(id, 1))
+	}
+	withBad := strings.ReplaceAll(strings.Replace(reloadApp, `worker "b" {`, `worker "bad" {
+    plugin = "`+bin+`"
+  }
+  worker "b" {`, 1), "{BIN}", pluginDir()+"/counter")
+	app, err := config.Load(writeConfigTB(t, withBad))
+	if err != nil {
+		t.Fatalf("config: %s", config.Format(err))
+	}
+	for range 2 {
+		rep, err := r.h.Reload(context.Background(), app)
+		if !errors.Is(err, sdk.ErrStartFailed) || rep == nil || !slices.Equal(rep.Failed, []string{"bad"}) || len(rep.Added) != 0 {
+			t.Fatalf("Reload = %+v, %v; want bad failed to start", rep, err)
+		}
+	}
+	if err := r.h.Swap(context.Background(), "bad"); !errors.Is(err, sdk.ErrWorkerNotFound) {
+		t.Fatalf("Swap(bad) = %v, want ErrWorkerNotFound", err)
+	}
+	deploy(t, bin, pluginDir()+"/counter")
+	rep, err := r.h.Reload(context.Background(), app)
+	if err != nil || !slices.Equal(rep.Added, []string{"bad"}) {
+		t.Fatalf("Reload after the fix = %+v, %v; want bad added", rep, err)
+	}
+	if v := version(t, r.h, "bad"); v != "dev" {
+		t.Fatalf("bad serves %q", v)
+	}
+	if got, want := r.h.WorkerIDs(), []string{"a", "bad", "b", "pool_0", "pool_1", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("workers %v, want %v", got, want)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
@@ -140,22 +141,33 @@ func countEvents(evs []sdk.Event, kind sdk.EventKind, child string) int {
 }
 
 // TestHotSwapUnderLoad swaps the counter's binary while the host sends it
-// numbered messages: every number is processed (at least once), none is
-// lost, nothing restarts, and v2 serves afterwards. Triggered by the API
-// and by replacing the watched binary.
+// numbered messages: every number is processed exactly once (the old
+// incarnation finishes what it holds before it is stopped: with
+// max_delivery_attempts = 1 a redelivery would be a dead letter), none is
+// lost, nothing restarts, and v2 serves afterwards. Triggered by the API,
+// by replacing the watched binary, and by a reload that also changes the
+// worker's config (a new process child).
 func TestHotSwapUnderLoad(t *testing.T) {
-	for _, watch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
-			bin := swappable(t)
-			r := serveHost(t, fmt.Sprintf(`
+	const app = `
 app "s" {
   worker "counter" {
     plugin = %q
     watch  = %v
-    config { forward_to = "collector" }
-    mailbox { capacity = 100000 }
-  }`+collectorWorker+`
-}`, bin, watch), Options{WatchDebounce: 100 * time.Millisecond}, nil)
+    config {
+      forward_to = "collector"
+      delay      = "%s"
+    }
+    mailbox {
+      capacity              = 100000
+      max_delivery_attempts = 1
+    }
+  }` + collectorWorker + `
+}`
+	for _, trigger := range []string{"swap", "watch", "reload"} {
+		t.Run(trigger, func(t *testing.T) {
+			bin := swappable(t)
+			watch := trigger == "watch"
+			r := serveHost(t, fmt.Sprintf(app, bin, watch, "1ms"), Options{WatchDebounce: 100 * time.Millisecond}, nil)
 			r.ev.wait(t, 10*time.Second, "counter started", started("counter", 1))
 			r.ev.wait(t, 10*time.Second, "collector started", started("collector", 1))
 			if v := version(t, r.h, "counter"); v != "dev" {
@@ -172,12 +184,24 @@ app "s" {
 			eventually(t, 10*time.Second, "a quarter sent", func() bool { return sent.Load() >= n/4 })
 
 			deploy(t, bin, v2())
-			if watch {
+			switch trigger {
+			case "watch":
 				r.ev.wait(t, 10*time.Second, "the watcher's swap", func(e sdk.Event) bool {
 					return e.Kind == sdk.EventChildSwapped && e.Child == "counter"
 				})
-			} else if err := r.h.Swap(ctx, "counter"); err != nil {
-				t.Fatal(err)
+			case "swap":
+				if err := r.h.Swap(ctx, "counter"); err != nil {
+					t.Fatal(err)
+				}
+			case "reload":
+				app, err := config.Load(writeConfigTB(t, fmt.Sprintf(app, bin, watch, "900us")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rep, err := r.h.Reload(ctx, app)
+				if err != nil || len(rep.Swapped) != 1 {
+					t.Fatalf("Reload = %+v, %v; want counter swapped", rep, err)
+				}
 			}
 			swappedAt := sent.Load()
 			if err := <-sendErr; err != nil {
@@ -185,6 +209,9 @@ app "s" {
 			}
 			dups, gap := completions(t, r.h, n, 20*time.Second)
 			t.Logf("swap after %d of %d messages: %d redelivered, longest gap between completions %v", swappedAt, n, dups, gap)
+			if dups != 0 {
+				t.Errorf("%d messages processed twice: the old incarnation did not finish what it held", dups)
+			}
 			if swappedAt >= n {
 				t.Fatalf("the swap finished after the last message was sent: not under load")
 			}

@@ -54,3 +54,11 @@ type StandbyStarter interface {
 type Activator interface {
 	Activate()
 }
+
+// Drainer is an optional interface of an [Incarnation]: before a hot swap
+// stops the incarnation it replaced, it calls Drain, which blocks until
+// the incarnation finished the work it holds (a process worker: every
+// message it was given is acknowledged) or ctx is done (ctx.Err()).
+type Drainer interface {
+	Drain(ctx context.Context) error
+}

@@ -133,6 +133,7 @@ type Supervisor struct {
 	lastFailure time.Time
 	total       int
 	planSeq     uint64
+	swaps       sync.WaitGroup // SwapChild calls under way; a run's end waits for them
 }
 
 // run is one Serve of a supervisor.
@@ -631,6 +632,10 @@ func (s *Supervisor) end(r *run, err error) {
 	}
 	r.cancel()
 	close(r.quit)
+	// Swaps under way see the run end (their start is cancelled, their
+	// commit refused) and stop what they started; wait for them, so that
+	// nothing they started outlives the run.
+	s.swaps.Wait()
 	s.mu.Lock()
 	for _, c := range s.children {
 		if c.state == ChildRestarting {

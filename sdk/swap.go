@@ -18,8 +18,9 @@ import (
 //  3. the swap commits: the new incarnation becomes the child's (its
 //     Activate is called when it implements [Activator]), next replaces the
 //     child's Child for later restarts, and [EventChildSwapped] is emitted;
-//  4. the old incarnation is stopped within the child's ShutdownTimeout (it
-//     finishes what it holds; its end is not a failure).
+//  4. the old incarnation is drained when it implements [Drainer] (it
+//     finishes the work it holds, within the child's ShutdownTimeout), then
+//     stopped within the ShutdownTimeout; its end is not a failure.
 //
 // If the new incarnation fails to start or to pass its health check, it is
 // stopped and the old one keeps running untouched (a rollback):
@@ -34,7 +35,9 @@ import (
 // handling its other children meanwhile. Safe for concurrent use; a second
 // swap of the same child while one runs fails with [ErrSwapInProgress].
 // Other errors wrap [ErrChildNotFound], or [ErrNotStarted] when the
-// supervisor stopped during the swap.
+// supervisor stopped, or the child was stopped or removed, during the
+// swap. A supervisor that stops waits for the swaps under way to end, the
+// replaced incarnations they stop included.
 func (s *Supervisor) SwapChild(ctx context.Context, id string, next Child) error {
 	var (
 		c       *child
@@ -74,12 +77,14 @@ func (s *Supervisor) SwapChild(ctx context.Context, id string, next Child) error
 			cur = next
 		}
 		s.set(c, func(c *child) { c.swapping = true })
+		s.swaps.Add(1) // on the loop: before the run's end can wait for it
 		r, running = rr, true
 		return nil
 	})
 	if err != nil || !running {
 		return err
 	}
+	defer s.swaps.Done()
 	defer s.set(c, func(c *child) { c.swapping = false })
 
 	fail := func(inc Incarnation, cause, err error) error {
@@ -88,7 +93,11 @@ func (s *Supervisor) SwapChild(ctx context.Context, id string, next Child) error
 			_ = inc.Stop(sctx)
 			cancel()
 		}
-		err = fmt.Errorf("%w: child %q: %w: %w", ErrSwapFailed, id, cause, err)
+		if errors.Is(err, cause) {
+			err = fmt.Errorf("%w: child %q: %w", ErrSwapFailed, id, err)
+		} else {
+			err = fmt.Errorf("%w: child %q: %w: %w", ErrSwapFailed, id, cause, err)
+		}
 		s.emit(c, Event{Kind: EventSwapFailed, Err: err})
 		return err
 	}
@@ -164,9 +173,18 @@ func (s *Supervisor) SwapChild(ctx context.Context, id string, next Child) error
 		return fail(inc, ErrNotStarted, err)
 	}
 
-	// 4. Stop the old incarnation off the loop. Its end is stale to the
-	// loop (c.inc moved on), so it is not handled as a failure.
+	// 4. Drain, then stop, the old incarnation off the loop. Its end is
+	// stale to the loop (c.inc moved on), so it is not handled as a
+	// failure.
 	if old != nil {
+		if d, ok := old.(Drainer); ok {
+			dctx, cancel := context.WithTimeout(context.Background(), c.spec.ShutdownTimeout)
+			if err := d.Drain(dctx); err != nil {
+				s.opts.Logger.Warn("the replaced incarnation did not finish its work in time; stopping it (what it holds is redelivered)",
+					"child", id, "timeout", c.spec.ShutdownTimeout)
+			}
+			cancel()
+		}
 		octx, cancel := context.WithTimeout(context.Background(), c.spec.ShutdownTimeout)
 		defer cancel()
 		if err := old.Stop(octx); err != nil {

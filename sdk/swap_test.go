@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -270,5 +271,46 @@ func TestSwapChildWhenTheOldIncarnationDiesDuringTheSwap(t *testing.T) {
 			t.Fatal("the restarted old incarnation still runs")
 		}
 		time.Sleep(time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestShutdownWaitsForTheReplacedIncarnation: a supervisor stopped while a
+// swap still stops the incarnation it replaced returns only after that
+// incarnation ended.
+func TestShutdownWaitsForTheReplacedIncarnation(t *testing.T) {
+	s, rec := newTestSup(t, SupervisorOptions{})
+	release := make(chan struct{})
+	var oldEnded atomic.Bool
+	first := true
+	var mu sync.Mutex
+	if err := s.AddChild(ChildSpec{ID: "w", Start: func(ctx context.Context) error {
+		mu.Lock()
+		slow := first
+		first = false
+		mu.Unlock()
+		<-ctx.Done()
+		if slow { // the incarnation the swap replaces takes its time to stop
+			<-release
+			oldEnded.Store(true)
+		}
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	mustStart(t, s)
+	done := make(chan error, 1)
+	go func() { done <- s.SwapChild(context.Background(), "w", nil) }()
+	rec.waitFor(t, 0, EventChildSwapped, "w", 1)
+	// The swap now waits for the old incarnation. Let it go a little later
+	// (pacing: if Shutdown did not wait, it would return before this).
+	time.AfterFunc(100*time.Millisecond, func() { close(release) })
+	if err := s.Shutdown(waitLimit); err != nil {
+		t.Fatal(err)
+	}
+	if !oldEnded.Load() {
+		t.Fatal("Shutdown returned while the replaced incarnation still ran")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -94,10 +94,19 @@ func ListenTCP(addr, tokenPath string, h *host.Host, config string) (*Server, er
 		return nil, err
 	}
 	token := hex.EncodeToString(buf)
-	if err := os.WriteFile(tokenPath, []byte(token+"\n"), 0o600); err != nil {
+	// A fresh file, never one planted in its place (O_EXCL, no symlink).
+	if err := os.Remove(tokenPath); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("control token file: %w", err)
 	}
-	if err := os.Chmod(tokenPath, 0o600); err != nil { // an existing file kept its mode
+	f, err := os.OpenFile(tokenPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("control token file: %w", err)
+	}
+	_, err = f.WriteString(token + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(tokenPath)
 		return nil, fmt.Errorf("control token file: %w", err)
 	}

@@ -111,7 +111,11 @@ func (c *Child) Start(ctx context.Context) (sdk.Incarnation, error) { return c.s
 func (c *Child) StartStandby(ctx context.Context) (sdk.Incarnation, error) { return c.start(ctx, true) }
 
 func (c *Child) start(ctx context.Context, standby bool) (sdk.Incarnation, error) {
-	n := c.starts.Add(1)
+	counter := &c.starts
+	if c.spec.Incarnations != nil {
+		counter = c.spec.Incarnations
+	}
+	n := counter.Add(1)
 	s := c.spec
 	fail := func(err error) (sdk.Incarnation, error) {
 		return nil, &StartError{Worker: s.ID, Origin: s.Origin, Err: err}
@@ -303,11 +307,12 @@ func (c *Child) Current() *Incarnation { return c.current.Load() }
 // Incarnation.HealthCheck from the supervisor.
 type unchecked struct{ i *Incarnation }
 
-func (u unchecked) Done() <-chan struct{}          { return u.i.Done() }
-func (u unchecked) Err() error                     { return u.i.Err() }
-func (u unchecked) Stop(ctx context.Context) error { return u.i.Stop(ctx) }
-func (u unchecked) PID() int                       { return u.i.PID() }
-func (u unchecked) Activate()                      { u.i.Activate() }
+func (u unchecked) Done() <-chan struct{}           { return u.i.Done() }
+func (u unchecked) Err() error                      { return u.i.Err() }
+func (u unchecked) Stop(ctx context.Context) error  { return u.i.Stop(ctx) }
+func (u unchecked) PID() int                        { return u.i.PID() }
+func (u unchecked) Activate()                       { u.i.Activate() }
+func (u unchecked) Drain(ctx context.Context) error { return u.i.Drain(ctx) }
 
 // handshakeError makes go-plugin's start errors say what to do.
 func handshakeError(path string, err error) error {

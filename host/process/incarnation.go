@@ -49,7 +49,19 @@ var (
 	_ sdk.Incarnation   = (*Incarnation)(nil)
 	_ sdk.HealthChecker = (*Incarnation)(nil)
 	_ sdk.Activator     = (*Incarnation)(nil)
+	_ sdk.Drainer       = (*Incarnation)(nil)
 )
+
+// Drain blocks until the incarnation holds no unacknowledged message of
+// its mailbox (it ended, or settled everything it was given) or ctx is
+// done (ctx.Err()). A hot swap drains the replaced incarnation before
+// stopping it. Without a mailbox it returns nil at once.
+func (i *Incarnation) Drain(ctx context.Context) error {
+	if i.spec.Mailbox == nil {
+		return nil
+	}
+	return i.spec.Mailbox.Drain(ctx, i.n)
+}
 
 // Activate makes a standby incarnation (see [Child.StartStandby]) the
 // worker's current one: its mailbox stream starts receiving messages and

@@ -1,6 +1,8 @@
 package process
 
 import (
+	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-run/vigil/sdk"
@@ -55,6 +57,12 @@ type Spec struct {
 	// Mailbox, when set, connects the incarnations to the worker's
 	// host-side mailbox. nil: no mailbox.
 	Mailbox Mailbox
+	// Incarnations, when set, numbers the incarnations (each start adds
+	// one): Childs that replace one another for the same worker (a reload)
+	// share it, so an incarnation number never recurs for a worker ID —
+	// the mailbox bridge names its consumers by it. nil: the Child's own
+	// counter, from 1.
+	Incarnations *atomic.Uint64
 	// TempDir is where per-incarnation socket directories are created.
 	// Default os.TempDir(). At most 50 bytes long (unix socket paths are
 	// limited to 107 bytes), else Start fails with [ErrBadTempDir].
@@ -74,6 +82,11 @@ type Mailbox interface {
 	// every other incarnation of the worker stops receiving new ones (it
 	// keeps those it holds until it acknowledges them or ends).
 	Activate(n uint64)
+	// Drain blocks until incarnation n holds no unacknowledged message
+	// (it ended, or acknowledged or nacked everything it was given), or
+	// ctx is done (ctx.Err()). A hot swap calls it on the replaced
+	// incarnation before stopping it, so that it finishes its work.
+	Drain(ctx context.Context, n uint64) error
 }
 
 // MailboxFunc adapts a function returning the stream handler of
@@ -86,6 +99,9 @@ func (f MailboxFunc) Handler(n uint64, _ bool) protocol.MailboxHandler { return 
 
 // Activate does nothing.
 func (MailboxFunc) Activate(uint64) {}
+
+// Drain returns nil at once.
+func (MailboxFunc) Drain(context.Context, uint64) error { return nil }
 
 func (s Spec) withDefaults() Spec {
 	if s.StartTimeout <= 0 {
