@@ -53,6 +53,9 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		"plugin is a list":             {w("    plugin = ‸[\"bin/plugins/echo\"]"), []string{`Wrong type for "plugin"`, "string required"}},
 		"priority_queues is a string":  {w(p + "    mailbox {\n      priority_queues = ‸\"maybe\"\n    }"), []string{`Wrong type for "priority_queues"`, "true or false"}},
 		"max_restarts is a bool":       {"app \"a\" {\n  max_restarts = ‸true\n}\n", []string{`Wrong type for "max_restarts"`}},
+		"watch is a string":            {w(p + "    watch = ‸\"yes\""), []string{`Wrong type for "watch"`, "true or false"}},
+		"metrics on every interface":   {"app \"a\" {\n  metrics = ‸\"0.0.0.0:9102\"\n}\n", []string{"Invalid metrics address", "not a loopback address", "127.0.0.1:9102"}},
+		"metrics without a port":       {"app \"a\" {\n  metrics = ‸\"127.0.0.1\"\n}\n", []string{"Invalid metrics address", "is not host:port"}},
 		"env value is an object":       {w(p + "    env = ‸{ A = { B = 1 } }"), []string{`Wrong type for "env"`}},
 		"config is a single attribute": {w(p + "    ‸config = { a = 1 }"), []string{`An argument named "config" is not expected here`}},
 

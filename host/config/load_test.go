@@ -100,7 +100,7 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 			t.Errorf("worker %s: config = %s, want {} for an absent block", name, configs[name])
 		}
 	}
-	stripRanges(t, app.Root, path, map[string]int{"demo": 2, "echo": 9, "backend": 49, "db": 54, "inner": 56, "cache": 57, "db_replica": 63, "last": 66})
+	stripRanges(t, app.Root, path, map[string]int{"demo": 2, "echo": 10, "backend": 51, "db": 56, "inner": 58, "cache": 59, "db_replica": 65, "last": 68})
 
 	dev := sdk.PresetDevelopment.Values()
 	plugin := func(name string) string { return filepath.Join(dir, "bin", "plugins", name) }
@@ -117,7 +117,7 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 	last.Backoff = Backoff{Min: 3 * time.Second, Max: 3 * time.Second, Jitter: 0.5} // max follows a larger min
 
 	want := &App{
-		Name: "demo", File: path, Preset: sdk.PresetDevelopment, LogLevel: "info",
+		Name: "demo", File: path, Preset: sdk.PresetDevelopment, LogLevel: "info", Metrics: "127.0.0.1:9102",
 		Root: &Supervisor{Name: "demo", Strategy: sdk.OneForAll, MaxRestarts: 5, MaxSeconds: 30, Children: []Node{
 			{Worker: &Worker{
 				Name: "echo", Pool: 3, IDs: []string{"echo_0", "echo_1", "echo_2"}, Plugin: plugin("echo"),
@@ -125,6 +125,7 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 				Restart: sdk.Transient, ShutdownTimeout: 5 * time.Second, StartTimeout: 90 * time.Second,
 				Priority: sdk.ProcessHigh, MaxMemory: 256 << 20,
 				SHA256:      mustHex("ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"),
+				Watch:       true,
 				HealthCheck: &HealthCheck{Interval: 2 * time.Second, Timeout: 500 * time.Millisecond, Failures: 4},
 				Backoff:     Backoff{Min: 200 * time.Millisecond, Max: 20 * time.Second, Jitter: DefaultBackoffJitter},
 				Mailbox: Mailbox{Capacity: 64, PriorityQueues: false, DeadLetter: false, DefaultTTL: 30 * time.Second,
@@ -147,7 +148,7 @@ func TestLoadDecodesTheFullExampleIntoTheExpectedTree(t *testing.T) {
 // dumpApp formats an app tree for failure messages.
 func dumpApp(a *App) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "App{%s %s %s %s}", a.Name, a.File, a.Preset, a.LogLevel)
+	fmt.Fprintf(&b, "App{%s %s %s %s %s}", a.Name, a.File, a.Preset, a.LogLevel, a.Metrics)
 	var walk func(s *Supervisor, indent string)
 	walk = func(s *Supervisor, indent string) {
 		fmt.Fprintf(&b, "\n%ssupervisor %+v", indent, *s)
@@ -209,6 +210,8 @@ func TestLoadFillsDefaultsFromThePreset(t *testing.T) {
 				{"pool", w.Pool, 0},
 				{"ids", w.IDs, []string{"w"}},
 				{"sha256", w.SHA256 == nil, true},
+				{"watch", w.Watch, false},
+				{"metrics", app.Metrics, ""},
 				{"config", string(w.Config), "{}"},
 			}
 			for _, c := range checks {

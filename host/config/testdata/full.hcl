@@ -5,6 +5,7 @@ app "demo" {
   max_restarts = 5
   max_seconds  = 30
   log_level    = "info"
+  metrics      = "127.0.0.1:9102"
 
   worker "echo" {
     plugin           = "bin/plugins/echo"
@@ -17,6 +18,7 @@ app "demo" {
     max_memory       = "256MiB"
     pool             = 3
     sha256           = "AB12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"
+    watch            = true
 
     health_check {
       interval = "2s"
