@@ -207,7 +207,7 @@ func (h *Host) Reload(ctx context.Context, app *config.App) (*ReloadReport, erro
 			if !ok {
 				continue // added below
 			}
-			if !sameMailbox(ow.Mailbox, w.Mailbox) {
+			if ow.Mailbox != w.Mailbox {
 				rep.Notes = append(rep.Notes, fmt.Sprintf("worker %q: the mailbox settings apply when the host starts again (its mailbox and messages are kept)", id))
 			}
 			switch {
@@ -422,5 +422,3 @@ func sameProcess(a, b *config.Worker) bool {
 		bytes.Equal(a.Config, b.Config) && bytes.Equal(a.SHA256, b.SHA256) && a.StartTimeout == b.StartTimeout &&
 		a.Priority == b.Priority && a.MaxMemory == b.MaxMemory && failures(a) == failures(b)
 }
-
-func sameMailbox(a, b config.Mailbox) bool { return a == b }
