@@ -16,6 +16,18 @@
 // at-least-once delivery with a credit window), and [Host.Send],
 // [Host.Broadcast], [Host.Call] and [Host.Mailbox] give the host side.
 //
+// A running host changes without a restart: [Host.Swap] hot-swaps a
+// worker (a pool one member at a time) to its plugin binary as it is on
+// disk, through [sdk.Supervisor.SwapChild] — the new incarnation starts in
+// standby (its mailbox stream receives nothing), must be ready and
+// healthy, then takes over delivery while the old one finishes and acks
+// what it holds and is stopped; a failure leaves the old one serving.
+// [Host.Reload] applies a new version of the app definition (workers
+// added, removed, swapped or restarted; supervisors must stay as they
+// are), and workers with watch = true are swapped when their binary is
+// replaced (watch.go, fsnotify). The default logger's output never blocks
+// the supervisors (logwriter.go).
+//
 // Use it as
 //
 //	app, err := config.Load("config.hcl")
