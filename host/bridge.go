@@ -357,8 +357,7 @@ type session struct {
 	mu     sync.Mutex
 	out    protocol.Down
 	spare  []protocol.Delivery // a sent frame's deliveries, for reuse by out
-	tags   map[uint64]tagged
-	tag    uint64
+	tags   tagSet
 	wake   chan struct{}
 }
 
@@ -491,7 +490,7 @@ func (w workerMailbox) Drain(ctx context.Context, n uint64) error {
 	}
 	for {
 		s.mu.Lock()
-		empty := len(s.tags) == 0
+		empty := s.tags.n == 0
 		s.mu.Unlock()
 		if empty {
 			return nil
@@ -542,7 +541,7 @@ func (b *bridge) serve(ctx context.Context, id string, n uint64, standby bool, s
 	s := &session{
 		b: b, id: id, n: n, consumer: id + "#" + strconv.FormatUint(n, 10), stream: stream,
 		ctx: ctx, cancel: cancel, credits: newWindow(b.window), started: make(chan struct{}), live: make(chan struct{}),
-		tags: make(map[uint64]tagged, b.window+b.poolWindow), wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+		tags: newTagSet(b.window + b.poolWindow), wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
 		idle: make(chan struct{}, 1),
 	}
 	s.pushCtx, s.stopPush = context.WithCancel(ctx)
@@ -715,8 +714,7 @@ func (s *session) untagAll(ts []uint64) []tagged {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range ts {
-		if tg, ok := s.tags[t]; ok {
-			delete(s.tags, t)
+		if tg, ok := s.tags.remove(t); ok {
 			out = append(out, tg)
 		}
 	}
@@ -726,9 +724,7 @@ func (s *session) untagAll(ts []uint64) []tagged {
 func (s *session) untag(t uint64) (tagged, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tg, ok := s.tags[t]
-	delete(s.tags, t)
-	return tg, ok
+	return s.tags.remove(t)
 }
 
 // push fetches messages from mb for the session within its credit
@@ -790,11 +786,10 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		s.out.AcksWanted = s.out.AcksWanted || wanted
 		s.bytes.Add(int64(size))
 		for _, m := range batch {
-			s.tag++
-			s.tags[s.tag] = tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits, pushed: now}
+			tag := s.tags.add(tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits, pushed: now})
 			env := sdk.EnvelopeFromMessage(m, m.Sender())
 			env.Attempts = int32(m.Attempts())
-			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: s.tag, Msg: env})
+			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: tag, Msg: env})
 		}
 		s.mu.Unlock()
 		clear(batch)
@@ -863,7 +858,7 @@ func (s *session) flushLocked() error {
 		frame := d
 		n := protocol.FitFrame(d.Deliveries, func(x *protocol.Delivery) *protocol.Envelope { return &x.Msg })
 		frame.Deliveries = d.Deliveries[:n]
-		if err := s.stream.Send(&frame); err != nil {
+		if err := s.stream.SendFrame(&frame); err != nil {
 			return err
 		}
 		if n == len(d.Deliveries) {
@@ -887,4 +882,94 @@ func (s *session) reuseLocked() {
 	if s.out.Deliveries == nil && s.spare != nil {
 		s.out.Deliveries, s.spare = s.spare, nil
 	}
+}
+
+// tagSet holds a session's deliveries in flight by tag. Tags are issued in
+// sequence and mostly settled in order, so they live in a queue indexed by
+// tag (no hashing, no per-delivery allocation): the queue spans from the
+// oldest unsettled tag to the newest. A delivery held for long while later
+// ones settle would stretch that span without bound; once the span exceeds
+// spanMax, the oldest live entries move to a map instead.
+type tagSet struct {
+	q       []tagEntry // q[head+i] is tag lo+i
+	head    int
+	lo      uint64 // tag of q[head]
+	next    uint64 // next tag to issue
+	n       int    // live deliveries (queue and map)
+	spanMax int
+	old     map[uint64]tagged // stragglers moved out of the queue
+}
+
+type tagEntry struct {
+	tagged
+	live bool
+}
+
+func newTagSet(window int) tagSet {
+	span := max(4*window, 1024)
+	return tagSet{q: make([]tagEntry, 0, span), lo: 1, next: 1, spanMax: span}
+}
+
+// add files tg under the next tag and returns the tag.
+func (ts *tagSet) add(tg tagged) uint64 {
+	t := ts.next
+	ts.next++
+	if ts.head > 0 && len(ts.q) == cap(ts.q) {
+		// Shift the queue down rather than grow it.
+		k := copy(ts.q, ts.q[ts.head:])
+		clear(ts.q[k:])
+		ts.q = ts.q[:k]
+		ts.head = 0
+	}
+	ts.q = append(ts.q, tagEntry{tg, true})
+	ts.n++
+	for len(ts.q)-ts.head > ts.spanMax {
+		e := &ts.q[ts.head]
+		if e.live {
+			if ts.old == nil {
+				ts.old = map[uint64]tagged{}
+			}
+			ts.old[ts.lo] = e.tagged
+		}
+		ts.popFront()
+	}
+	return t
+}
+
+// popFront drops the queue's first entry.
+func (ts *tagSet) popFront() {
+	ts.q[ts.head] = tagEntry{}
+	ts.head++
+	ts.lo++
+	if ts.head == len(ts.q) {
+		ts.q, ts.head = ts.q[:0], 0
+	}
+}
+
+// remove takes the delivery of tag t out of the set; false if there is
+// none (never issued, or settled already).
+func (ts *tagSet) remove(t uint64) (tagged, bool) {
+	if t < ts.lo {
+		tg, ok := ts.old[t]
+		if ok {
+			delete(ts.old, t)
+			ts.n--
+		}
+		return tg, ok
+	}
+	i := t - ts.lo
+	if i >= uint64(len(ts.q)-ts.head) {
+		return tagged{}, false
+	}
+	e := &ts.q[ts.head+int(i)]
+	if !e.live {
+		return tagged{}, false
+	}
+	tg := e.tagged
+	*e = tagEntry{}
+	ts.n--
+	for ts.head < len(ts.q) && !ts.q[ts.head].live {
+		ts.popFront()
+	}
+	return tg, true
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
 // DefaultSender is the sender of a message built without [Builder.From].
@@ -336,4 +338,82 @@ func (m *Message) String() string {
 		return fmt.Sprintf("message %s from %s (%s, %s)", m.id, m.sender, m.priority, m.signal)
 	}
 	return fmt.Sprintf("message %s from %s (%s)", m.id, m.sender, m.priority)
+}
+
+// A message received from the host comes with the bytes of its strings and
+// payload in the same allocation: msgWith64/128/320 are a Message followed
+// by room for them (256, 320 and 512 bytes: size classes whose objects
+// start on a cache line, like a bare Message).
+type (
+	msgWith64 struct {
+		m   Message
+		buf [64]byte
+	}
+	msgWith128 struct {
+		m   Message
+		buf [128]byte
+	}
+	msgWith320 struct {
+		m   Message
+		buf [320]byte
+	}
+)
+
+// messageFromView builds the message of a delivery being received, as
+// [MessageFromEnvelope] would from its envelope (the TTL is the time it
+// had left), copying its strings and payload out of the receive buffer
+// into the message's own allocation (one allocation up to 320 bytes of
+// them). It returns an error wrapping [ErrInvalidMessage] for a malformed
+// one.
+func messageFromView(v *protocol.DeliveryView) (*Message, error) {
+	if len(v.ID) == 0 {
+		return nil, fmt.Errorf("%w: empty message id", ErrInvalidMessage)
+	}
+	if err := validateMessage(Priority(v.Priority), Signal(v.Signal), v.Remaining); err != nil {
+		return nil, err
+	}
+	n := len(v.ID) + len(v.Sender) + len(v.Payload) + len(v.CorrelationID) + len(v.ReplyTo)
+	var m *Message
+	var buf []byte
+	switch {
+	case n <= 64:
+		x := new(msgWith64)
+		m, buf = &x.m, x.buf[:0:n]
+	case n <= 128:
+		x := new(msgWith128)
+		m, buf = &x.m, x.buf[:0:n]
+	case n <= 320:
+		x := new(msgWith320)
+		m, buf = &x.m, x.buf[:0:n]
+	default:
+		m, buf = new(Message), make([]byte, 0, n)
+	}
+	// buf never grows (its capacity is exact) and is never written again:
+	// the strings may alias it.
+	buf, m.id = appendString(buf, v.ID)
+	buf, m.sender = appendString(buf, v.Sender)
+	buf, m.correlationID = appendString(buf, v.CorrelationID)
+	buf, m.replyTo = appendString(buf, v.ReplyTo)
+	if len(v.Payload) > 0 {
+		start := len(buf)
+		buf = append(buf, v.Payload...)
+		m.payload = buf[start:len(buf):len(buf)] // an append by the receiver copies
+	}
+	if m.sender == "" {
+		m.sender = DefaultSender
+	}
+	m.priority, m.signal, m.ttl = Priority(v.Priority), Signal(v.Signal), v.Remaining
+	m.init(0)
+	return m, nil
+}
+
+// appendString appends b to buf, which has room for it, and returns the
+// appended bytes as a string sharing buf's memory ("" for none).
+func appendString(buf, b []byte) ([]byte, string) {
+	if len(b) == 0 {
+		return buf, ""
+	}
+	start := len(buf)
+	buf = append(buf, b...)
+	return buf, unsafe.String(&buf[start], len(b))
 }

@@ -158,44 +158,44 @@ func (r *remote) fail(err error) {
 
 func (r *remote) reader() {
 	defer close(r.readDone)
+	// Each delivery becomes a message as it is decoded (one allocation);
+	// the frame's requests go to the queue together, in batch (reused).
+	var batch []queued
+	deliver := func(v *protocol.DeliveryView) {
+		m, err := messageFromView(v)
+		if err != nil {
+			if !v.Reply {
+				r.addNack(v.Tag, ReasonRejected+": "+err.Error())
+			}
+			return
+		}
+		if v.Reply {
+			r.pmu.Lock()
+			ch, ok := r.calls[m.CorrelationID()]
+			delete(r.calls, m.CorrelationID())
+			r.pmu.Unlock()
+			if ok {
+				ch <- m
+			} else {
+				r.late.Add(1) // the call gave up: drop the reply
+			}
+			return
+		}
+		batch = append(batch, queued{m, delivery{tag: v.Tag, attempts: int(v.Attempts)}})
+	}
 	for {
-		d, err := r.stream.Recv()
+		d, err := r.stream.RecvEach(deliver)
 		if err != nil {
 			r.fail(err)
 			return
-		}
-		var batch []queued
-		for i := range d.Deliveries {
-			dl := &d.Deliveries[i]
-			m, err := MessageFromEnvelope(&dl.Msg)
-			if err != nil {
-				if !dl.Reply {
-					r.addNack(dl.Tag, ReasonRejected+": "+err.Error())
-				}
-				continue
-			}
-			if dl.Reply {
-				r.pmu.Lock()
-				ch, ok := r.calls[m.CorrelationID()]
-				delete(r.calls, m.CorrelationID())
-				r.pmu.Unlock()
-				if ok {
-					ch <- m
-				} else {
-					r.late.Add(1) // the call gave up: drop the reply
-				}
-				continue
-			}
-			if batch == nil {
-				batch = make([]queued, 0, len(d.Deliveries)-i)
-			}
-			batch = append(batch, queued{m, delivery{tag: dl.Tag, attempts: int(dl.Msg.Attempts)}})
 		}
 		if len(batch) > 0 || d.AcksWanted {
 			r.imu.Lock()
 			r.queue = append(r.queue, batch...)
 			r.acksWanted = r.acksWanted || d.AcksWanted
 			r.imu.Unlock()
+			clear(batch)
+			batch = batch[:0]
 			notify(r.avail)
 		}
 		if len(d.Results) > 0 || len(d.Stats) > 0 {
@@ -227,8 +227,11 @@ func notify(ch chan struct{}) {
 // ackBatch is how many lazy acknowledgements accumulate before they are
 // sent while the worker keeps receiving (when its local queue runs dry
 // they are sent at once if the host waits for them, else within ackDelay
-// or with the next frame).
-const ackBatch = 64
+// or with the next frame). Half the host's default window: two ack frames
+// per window keep the host pushing while the worker works through the
+// other half, and every ack frame costs both processes a write, a read
+// and a wake-up.
+const ackBatch = 128
 
 // enqueueOut adds to the next outbound frame and sends it now, from the
 // calling goroutine when no frame is being sent (a request's latency then

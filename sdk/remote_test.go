@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
 // idleRemote returns a remote whose stream is never touched: it is
@@ -168,5 +171,58 @@ func mustRecv(t *testing.T, recv func(context.Context) (*Message, error), want *
 	m, err := recv(context.Background())
 	if err != nil || m != want {
 		t.Fatalf("got %v, %v; want %v", m, err, want)
+	}
+}
+
+// messageFromView (the worker's decoding of a delivery, one allocation)
+// builds what MessageFromEnvelope builds from the same fields, whatever
+// the size, and refuses what it refuses.
+func TestMessageFromView(t *testing.T) {
+	long := func(n int) []byte { return []byte(strings.Repeat("p", n)) }
+	tests := map[string]protocol.Envelope{
+		"small":        {ID: "m-1", Sender: "host", Payload: long(10)},
+		"bench-sized":  {ID: "0a1b2c3d-1f4a3", Sender: DefaultSender, Payload: long(64)},
+		"all fields":   {ID: "m-2", Sender: "s", Payload: long(100), CorrelationID: "c-1", ReplyTo: "@host", Priority: int32(PriorityHigh), Signal: int32(SignalShutdown), TTL: time.Hour, Remaining: time.Minute},
+		"320 bytes":    {ID: "m-3", Payload: long(317)},
+		"large":        {ID: "m-4", Sender: "x", Payload: long(100_000)},
+		"no payload":   {ID: "m-5"},
+		"empty id":     {Sender: "x"},
+		"bad priority": {ID: "m-6", Priority: 99},
+		"bad signal":   {ID: "m-7", Signal: -5},
+		"negative ttl": {ID: "m-8", Remaining: -1},
+	}
+	for name, e := range tests {
+		t.Run(name, func(t *testing.T) {
+			v := protocol.DeliveryView{ID: []byte(e.ID), Sender: []byte(e.Sender), Payload: slices.Clone(e.Payload),
+				CorrelationID: []byte(e.CorrelationID), ReplyTo: []byte(e.ReplyTo), Priority: e.Priority,
+				Signal: e.Signal, TTL: e.TTL, Remaining: e.Remaining}
+			want, werr := MessageFromEnvelope(&e)
+			got, gerr := messageFromView(&v)
+			if (werr == nil) != (gerr == nil) || (gerr != nil && !errors.Is(gerr, ErrInvalidMessage)) {
+				t.Fatalf("errors: from the view %v, from the envelope %v", gerr, werr)
+			}
+			if werr != nil {
+				return
+			}
+			// The view's buffer is reused by the next frame: the message
+			// must not share it.
+			for _, b := range [][]byte{v.ID, v.Sender, v.Payload, v.CorrelationID, v.ReplyTo} {
+				clear(b)
+			}
+			if got.ID() != want.ID() || got.Sender() != want.Sender() || string(got.Payload()) != string(want.Payload()) ||
+				got.CorrelationID() != want.CorrelationID() || got.ReplyTo() != want.ReplyTo() || got.Priority() != want.Priority() ||
+				got.Signal() != want.Signal() || got.TTL() != want.TTL() || got.Size() != want.Size() || got.Attempts() != 0 {
+				t.Fatalf("got %v (%+v), want %v (%+v)", got, got, want, want)
+			}
+			if _, ok := got.Deadline(); ok != (e.Remaining > 0) {
+				t.Fatalf("deadline set: %v, remaining %v", ok, e.Remaining)
+			}
+			if p := got.Payload(); len(p) > 0 {
+				_ = append(p, 'x') // must copy, not write over the message's other bytes
+				if got.ID() != e.ID || string(got.Payload()) != string(e.Payload) {
+					t.Fatalf("an append to the payload changed the message: %v", got)
+				}
+			}
+		})
 	}
 }

@@ -21,7 +21,13 @@
 //     which turns off gRPC's BDP pings (a PING and its ACK per data frame
 //     of a request/reply exchange); [Down.AcksWanted] tells the plugin
 //     when the host waits for acks; [EnvCPUProfile] makes a plugin write
-//     a CPU profile.
+//     a CPU profile. The mailbox stream's deliveries skip the generated
+//     protobuf code: the host encodes them directly ([HostStream.SendFrame])
+//     and the plugin decodes them straight from gRPC's buffer
+//     ([PluginStream.RecvEach], one [DeliveryView] at a time). The bytes on
+//     the wire and the content-subtype are those of the generated code
+//     (a peer of either kind understands them); [HostStream.Send] and
+//     [PluginStream.Recv] still use the generated code.
 //   - Set VIGIL_HOST_PID=<host pid> ([EnvHostPID]) in the worker's env if
 //     you do not use NewClientConfig: the plugin then also exits when that
 //     PID is gone (a host that died before the plugin started watching, or

@@ -310,6 +310,7 @@ func serveMailbox(broker *plugin.GRPCBroker, h MailboxHandler) uint32 {
 	srv := &mailboxServer{handler: h}
 	go broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 		opts = append(opts, serverOptions()...)
+		opts = append(opts, grpc.ForceServerCodecV2(newCodec()))
 		g := grpc.NewServer(opts...)
 		pb.RegisterMailboxServer(g, srv)
 		return g
@@ -344,7 +345,7 @@ func (c *MailboxConn) Open(ctx context.Context) (*PluginStream, error) {
 	if c.open {
 		return nil, fmt.Errorf("%w: stream already opened", ErrMailboxUnavailable)
 	}
-	s, err := pb.NewMailboxClient(c.conn).Connect(ctx, callOptions()...)
+	s, err := pb.NewMailboxClient(c.conn).Connect(ctx, append(callOptions(), grpc.ForceCodecV2(newCodec()))...)
 	if err != nil {
 		return nil, fmt.Errorf("vigil: open mailbox stream: %w", FromStatus(err))
 	}

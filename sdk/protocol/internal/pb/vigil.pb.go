@@ -650,7 +650,9 @@ func (x *Envelope) GetAttempts() int32 {
 	return 0
 }
 
-// Delivery is one message pushed to the plugin.
+// Delivery is one message pushed to the plugin. MailboxDown and Delivery
+// are also encoded and decoded by hand (codec.go): a field added here must
+// be added there too (codec_test.go compares both with the generated code).
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tag identifies the delivery within the stream, for ack and nack; 0 for
