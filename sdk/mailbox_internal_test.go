@@ -253,3 +253,58 @@ func TestMailboxForwardingUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiveDeadLettersMessagesThatExpiredInTheQueue drives the receive
+// paths that check a popped message's deadline after unlocking
+// (finishReceive): an expired message ahead of a live one is dead-lettered,
+// not delivered, with its delivery taken back and mb's claim released, and
+// the receive goes on to the live one; the counters agree.
+func TestReceiveDeadLettersMessagesThatExpiredInTheQueue(t *testing.T) {
+	receives := map[string]func(mb *Mailbox) (*Message, error){
+		"Receive":        func(mb *Mailbox) (*Message, error) { return mb.Receive() },
+		"ReceiveContext": func(mb *Mailbox) (*Message, error) { return mb.ReceiveContext(context.Background()) },
+	}
+	build := map[string]func(t *testing.T, id string) *Message{
+		"generated id": func(t *testing.T, _ string) *Message {
+			m, err := Msg("payload").Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		},
+		"explicit id": func(t *testing.T, id string) *Message { return mbMsg(t, id, PriorityNormal, SignalNone) },
+	}
+	for rname, receive := range receives {
+		for bname, newMsg := range build {
+			t.Run(rname+"/"+bname, func(t *testing.T) {
+				mb, fc := newMbTest(t, MailboxConfig{})
+				stale, live := newMsg(t, "stale"), newMsg(t, "live")
+				fc.set(stale, time.Second)
+				fc.set(live, time.Minute)
+				mbSend(t, mb, stale, live)
+				fc.advance(time.Second)
+				got, err := receive(mb)
+				if err != nil || got != live {
+					t.Fatalf("received %v, %v; want the live message", got, err)
+				}
+				if stale.Attempts() != 0 || stale.attempts.owner() != 0 {
+					t.Errorf("expired message: attempts %d, owner %d; want 0, 0", stale.Attempts(), stale.attempts.owner())
+				}
+				if live.Attempts() != 1 || live.attempts.owner() != 0 {
+					t.Errorf("live message: attempts %d, owner %d; want 1, 0", live.Attempts(), live.attempts.owner())
+				}
+				if dls := mb.DeadLetters(); len(dls) != 1 || dls[0].Message != stale || dls[0].Reason != ReasonExpired {
+					t.Errorf("dead letters %+v", dls)
+				}
+				st := mb.Stats()
+				if st.MessagesReceived != 1 || st.MessagesExpired != 1 || st.TotalSizeBytes != 0 || st.Len != 0 {
+					t.Errorf("stats %+v", st)
+				}
+				// The claim is gone: the live message may be sent again.
+				if err := mb.Send(live); err != nil {
+					t.Errorf("resend of the received message: %v", err)
+				}
+			})
+		}
+	}
+}
