@@ -173,15 +173,15 @@ func node(st *control.Status, id string) control.Node {
 	return control.Node{}
 }
 
-// waitRunning waits until every worker of the host of cfg runs and returns
-// that status.
+// waitRunning waits until every worker (or supervisor) of the host of cfg
+// runs and returns that status.
 func waitRunning(t *testing.T, cfg string, ids ...string) *control.Status {
 	t.Helper()
 	var st *control.Status
 	eventually(t, 15*time.Second, "workers "+strings.Join(ids, ", ")+" running", func() bool {
 		st = status(t, cfg)
 		for _, id := range ids {
-			if n := node(st, id); n.State != "running" || n.PID == 0 {
+			if n := node(st, id); n.State != "running" || (n.Kind != control.KindSupervisor && n.PID == 0) {
 				return false
 			}
 		}
@@ -193,7 +193,9 @@ func waitRunning(t *testing.T, cfg string, ids ...string) *control.Status {
 func TestControlStatusStopStartRestartAndCrash(t *testing.T) {
 	cfg := writeConfig(t, app)
 	h := startHost(t, cfg)
-	st := waitRunning(t, cfg, "sink", "collector", "tick")
+	// The nested supervisor last: its parent marks it running only after
+	// its children started.
+	st := waitRunning(t, cfg, "sink", "collector", "tick", "clocks")
 
 	// The socket is derived from the config and private to its owner.
 	sock := control.SocketPath(cfg)
