@@ -77,6 +77,8 @@ type Host struct {
 	owner    map[string]*sdk.Supervisor // worker ID → its supervisor
 	applied  map[string]*config.Worker  // worker ID → the block it runs with (what a reload compares against)
 	incs     map[string]*atomic.Uint64  // worker ID → its incarnation counter, kept across reloads
+	incoming map[string]*process.Child  // worker ID → the child a reload is starting for it (Kill reaches it too)
+	killed   bool                       // Kill was called: no more children are started
 	byName   map[string]*sdk.Supervisor // supervisor name → supervisor
 	watch    *watcher                   // nil until Serve, when a worker has watch = true
 
@@ -189,7 +191,7 @@ func New(app *config.App, opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, app: app, logger: logger, workers: map[string]*process.Child{}, hook: opts.EventHook,
 		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{},
-		applied: map[string]*config.Worker{}, incs: map[string]*atomic.Uint64{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
+		applied: map[string]*config.Worker{}, incs: map[string]*atomic.Uint64{}, incoming: map[string]*process.Child{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	h.bridge.deliveryHook = opts.DeliveryHook
 	h.logw = logw
 	var errs []error
@@ -391,9 +393,35 @@ func (h *Host) Serve(ctx context.Context) error {
 // Kill SIGKILLs every worker's process group at once, without waiting (a
 // second Ctrl-C). A running Serve then finishes its shutdown promptly.
 func (h *Host) Kill() {
-	h.treeMu.RLock()
-	defer h.treeMu.RUnlock()
+	h.treeMu.Lock()
+	defer h.treeMu.Unlock()
+	h.killed = true
 	for _, id := range h.order {
 		h.workers[id].Kill()
 	}
+	for _, c := range h.incoming { // being started by a reload
+		c.Kill()
+	}
+}
+
+// errHostKilled refuses reload starts after Kill.
+var errHostKilled = errors.New("vigil: the host is killing every worker; not starting another")
+
+// admit registers c, about to be started for worker id by a reload, so
+// that Kill reaches it; the returned function forgets it. It fails after
+// Kill.
+func (h *Host) admit(id string, c *process.Child) (func(), error) {
+	h.treeMu.Lock()
+	defer h.treeMu.Unlock()
+	if h.killed {
+		return nil, fmt.Errorf("worker %q: %w", id, errHostKilled)
+	}
+	h.incoming[id] = c
+	return func() {
+		h.treeMu.Lock()
+		if h.incoming[id] == c {
+			delete(h.incoming, id)
+		}
+		h.treeMu.Unlock()
+	}, nil
 }

@@ -81,6 +81,11 @@ func (h *Host) swap(ctx context.Context, id string, next *process.Child, w *conf
 	}
 	var nc sdk.Child
 	if next != nil {
+		forget, err := h.admit(id, next)
+		if err != nil {
+			return err
+		}
+		defer forget()
 		nc = next
 	}
 	if err := sup.SwapChild(ctx, id, nc); err != nil {
@@ -308,6 +313,11 @@ func (h *Host) add(w *config.Worker, id, parent string) error {
 	sup := h.byName[parent]
 	h.treeMu.RUnlock()
 	child, cs := h.newWorker(w, id)
+	forget, err := h.admit(id, child)
+	if err != nil {
+		return err
+	}
+	defer forget()
 	if err := sup.AddChild(cs); err != nil {
 		return fmt.Errorf("%s: worker %q: %w", w.Range, id, err)
 	}

@@ -215,3 +215,40 @@ func TestReloadAfterAFailedAdd(t *testing.T) {
 		t.Fatalf("workers %v, want %v", got, want)
 	}
 }
+
+// TestNothingStartsAfterKill: after Kill (a second Ctrl-C), a reload or a
+// swap starts no process.
+func TestNothingStartsAfterKill(t *testing.T) {
+	r := serveHost(t, `
+app "k" {
+  worker "a" {
+    plugin = "{P}/counter"
+  }
+}`, Options{}, nil)
+	r.ev.wait(t, 20*time.Second, "a started", started("a", 1))
+	r.h.Kill()
+	eventually(t, 10*time.Second, "a's process killed", func() bool { return len(pluginProcs()) == 0 })
+	app, err := config.Load(writeConfigTB(t, `
+app "k" {
+  worker "a" {
+    plugin = "{P}/counter"
+    args   = ["-x"]
+  }
+  worker "b" {
+    plugin = "{P}/counter"
+  }
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.h.Reload(context.Background(), app)
+	if !errors.Is(err, errHostKilled) || rep == nil || len(rep.Added)+len(rep.Swapped) != 0 {
+		t.Fatalf("Reload after Kill = %+v, %v; want nothing started", rep, err)
+	}
+	if err := r.h.Swap(context.Background(), "a"); err == nil {
+		t.Fatal("Swap after Kill succeeded")
+	}
+	if procs := pluginProcs(); len(procs) != 0 {
+		t.Fatalf("processes started after Kill: %v", procs)
+	}
+}
