@@ -245,9 +245,9 @@ app "k" {
 	if !errors.Is(err, errHostKilled) || rep == nil || len(rep.Added)+len(rep.Swapped) != 0 {
 		t.Fatalf("Reload after Kill = %+v, %v; want nothing started", rep, err)
 	}
-	if err := r.h.Swap(context.Background(), "a"); err == nil {
-		t.Fatal("Swap after Kill succeeded")
-	}
+	// A swap fails (a's child refuses starts), or finds a already stopped
+	// and only replaces its child: either way it starts nothing.
+	_ = r.h.Swap(context.Background(), "a")
 	if procs := pluginProcs(); len(procs) != 0 {
 		t.Fatalf("processes started after Kill: %v", procs)
 	}
