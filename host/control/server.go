@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -252,7 +250,7 @@ func (s *Server) walk(st *Status, sup *sdk.Supervisor, path string, depth int, s
 			n.Mailbox, n.InFlight, n.DeadLetters = ms.Len, ms.InFlight, ms.DeadLetters
 		}
 		if n.PID > 0 {
-			n.RSSBytes = rss(n.PID)
+			n.RSSBytes = int64(process.RSS(n.PID))
 		}
 		n.Plugin = pc.Spec().Path
 		if sum, err := process.Sum(n.Plugin); err == nil { // cached while the file is unchanged
@@ -260,31 +258,6 @@ func (s *Server) walk(st *Status, sup *sdk.Supervisor, path string, depth int, s
 		}
 		st.Nodes = append(st.Nodes, n)
 	}
-}
-
-// rss reads VmRSS of a process from /proc (0 if unknown).
-func rss(pid int) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) == 0 {
-				return 0
-			}
-			kb, err := strconv.ParseInt(fields[0], 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/vigil-run/vigil/host"
 	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
 
@@ -453,7 +453,7 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 					}
 				}
 			}
-			rss = residentBytes(pid)
+			rss = process.RSS(pid)
 		}
 		gauge(descWorkerUptime, up, id, pool)
 		gauge(descWorkerRSS, float64(rss), id, pool)
@@ -518,27 +518,4 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-var pageSize = uint64(os.Getpagesize())
-
-// residentBytes returns the resident set size of process pid from
-// /proc/PID/statm (0 when pid ≤ 0 or the process is gone).
-func residentBytes(pid int) uint64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseUint(f[1], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * pageSize
 }

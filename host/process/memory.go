@@ -10,6 +10,27 @@ import (
 
 var pageSize = uint64(os.Getpagesize())
 
+// RSS returns the resident set size, in bytes, of process pid, read from
+// /proc/PID/statm (0 when pid ≤ 0, the process is gone or /proc cannot
+// be read). It does not block beyond one small file read; safe for
+// concurrent use. `vigil status` and the metrics show it per worker.
+func RSS(pid int) uint64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := bytes.Cut(b, []byte(" "))
+	pages, _, _ := bytes.Cut(rest, []byte(" "))
+	n, err := strconv.ParseUint(string(pages), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n * pageSize
+}
+
 // groupRSS returns the summed resident set size, in bytes, of every process
 // whose process group is pgid, read from /proc (0 if none is found).
 // Every memory-limited worker asks about once a second; they share one
