@@ -3,8 +3,8 @@ package sdk
 import "time"
 
 // intensity is OTP's restart intensity: more than max restarts within a
-// sliding window of period gives up. It is owned by one supervisor run and
-// not safe for concurrent use.
+// sliding window of period gives up. It belongs to one supervisor run: the
+// run loop changes it, under Supervisor.mu so that Stats may read it.
 type intensity struct {
 	max    int           // restarts tolerated within period (0: none)
 	period time.Duration // the sliding window
@@ -30,4 +30,15 @@ func (in *intensity) add(now time.Time) (exceeded bool) {
 	}
 	in.times = append(in.times, now)
 	return len(in.times) > in.max
+}
+
+// count returns how many restarts lie within the window at now.
+func (in *intensity) count(now time.Time) int {
+	n := 0
+	for _, t := range in.times {
+		if now.Sub(t) <= in.period {
+			n++
+		}
+	}
+	return n
 }

@@ -79,6 +79,13 @@ type SupervisorStats struct {
 	ActiveChildren int
 	// StuckChildren counts children whose stop timed out and still run.
 	StuckChildren int
+	// Intensity counts the restarts within the current intensity window
+	// (0 when not running); the supervisor gives up when it would exceed
+	// MaxRestarts within MaxSeconds.
+	Intensity int
+	// MaxRestarts and MaxSeconds are the restart intensity in effect
+	// (the options with their defaults applied).
+	MaxRestarts, MaxSeconds int
 	// Children lists every child in start order.
 	Children []ChildStats
 }
@@ -446,9 +453,12 @@ func (s *Supervisor) Stats() SupervisorStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := SupervisorStats{TotalRestarts: s.total, LastFailure: s.lastFailure,
+		MaxRestarts: s.opts.MaxRestarts, MaxSeconds: s.opts.MaxSeconds,
 		Children: make([]ChildStats, 0, len(s.children))}
 	if s.run != nil {
-		st.Uptime = s.clock.Now().Sub(s.startedAt)
+		now := s.clock.Now()
+		st.Uptime = now.Sub(s.startedAt)
+		st.Intensity = s.run.in.count(now)
 	}
 	for _, c := range s.children {
 		switch c.current() {
@@ -853,7 +863,10 @@ func (s *Supervisor) failed(r *run, c *child, err error) error {
 		return nil
 	}
 	now := s.clock.Now()
-	if r.in.add(now) {
+	s.mu.Lock()
+	exceeded := r.in.add(now)
+	s.mu.Unlock()
+	if exceeded {
 		gerr := &RestartLimitError{Supervisor: s.opts.Name, Child: c.spec.ID, Last: err}
 		s.emit(c, Event{Kind: EventSupervisorGaveUp, Err: gerr})
 		if serr := s.stopAll(time.Time{}); serr != nil {

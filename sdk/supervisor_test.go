@@ -824,7 +824,10 @@ func TestStatsValues(t *testing.T) {
 	rec.waitFor(t, mark, EventChildStarted, "c", 1)
 	clock.Advance(2 * time.Second)
 	st := s.Stats()
-	if st.TotalRestarts != 3 || st.ActiveChildren != 3 || st.Uptime != 5*time.Second || !st.LastFailure.Equal(failedAt) {
+	// One failure is one restart decision in the intensity window, however
+	// many children one_for_all restarts.
+	if st.TotalRestarts != 3 || st.ActiveChildren != 3 || st.Uptime != 5*time.Second || !st.LastFailure.Equal(failedAt) ||
+		st.Intensity != 1 || st.MaxRestarts != 10 || st.MaxSeconds != PresetProduction.Values().MaxSeconds {
 		t.Fatalf("stats = %+v", st)
 	}
 	for i, id := range []string{"a", "b", "c"} {
@@ -835,6 +838,11 @@ func TestStatsValues(t *testing.T) {
 		if wantErr := id == "b"; errors.Is(cs.LastError, errBoom) != wantErr {
 			t.Errorf("child %s LastError = %v", id, cs.LastError)
 		}
+	}
+	// The restart leaves the window.
+	clock.Advance(time.Duration(st.MaxSeconds)*time.Second + time.Second)
+	if st := s.Stats(); st.Intensity != 0 {
+		t.Fatalf("intensity after the window = %d, want 0", st.Intensity)
 	}
 }
 

@@ -74,12 +74,11 @@
 //	vigil_supervisor_restart_intensity_max_restarts{supervisor}    gauge    configured max_restarts
 //	vigil_supervisor_restart_intensity_window_seconds{supervisor}  gauge    configured max_seconds
 //
-// The limits of the restart_intensity gauges come from the host's app
-// (read by New, and again at the first scrape after a reload); with a nil
-// host, [Metrics.SetApp] gives them. The restarts in the window are counted from the events seen by
-// Observe as the supervisor counts them: one per failure that leads to a
-// restart (however many siblings it restarts), failed restart attempts
-// included; a nested supervisor's count starts again when it is restarted.
+// The three restart_intensity gauges are the supervisor's own counters
+// ([sdk.SupervisorStats] Intensity, MaxRestarts, MaxSeconds): one restart
+// per failure that leads to a restart (however many siblings it
+// restarts), failed restart attempts included; a nested supervisor's
+// count starts again when it is restarted.
 // Alert on restarts / max_restarts approaching 1.
 //
 // Fed by the host:

@@ -73,7 +73,6 @@ func runHost(t *testing.T, body string) *running {
 		t.Fatal(err)
 	}
 	m := New(h)
-	m.SetApp(app)
 	mp.Store(m)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	r := &running{h: h, m: m, ev: ev, cancel: cancel, errc: make(chan error, 1)}

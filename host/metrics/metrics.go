@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-run/vigil/host"
-	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/host/process"
 	"github.com/vigil-run/vigil/sdk"
 )
@@ -37,10 +36,6 @@ var RestartBuckets = []float64{
 	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 }
 
-// maxIntensityTimes bounds the restart times kept per supervisor while its
-// limits are unknown (no [Metrics.SetApp]), or when the window holds more.
-const maxIntensityTimes = 1024
-
 // maxPending bounds the failures waiting for their restart; past it the
 // oldest state is dropped (only reachable with a huge, churning tree).
 const maxPending = 16384
@@ -61,11 +56,8 @@ type Metrics struct {
 
 	mu        sync.Mutex
 	eventC    map[eventKey]prometheus.Counter
-	down      map[childKey]*downtime       // children waiting for their restart
-	restarts  map[string][]time.Time       // supervisor → restart decisions, oldest first
-	limits    map[string]config.Supervisor // supervisor → configured intensity (SetApp)
-	app       *config.App                  // the app the limits come from
-	restartOf map[string]bool              // worker IDs with a restart latency series
+	down      map[childKey]*downtime // children waiting for their restart
+	restartOf map[string]bool        // worker IDs with a restart latency series
 }
 
 type eventKey struct {
@@ -84,8 +76,7 @@ type downtime struct {
 // New returns the metrics of h with a fresh registry holding the Go runtime
 // and process collectors (go_*, process_*) and the vigil_* metrics listed in
 // the package documentation. It does not start anything and does not
-// block. The supervisors' restart intensity limits come from h's app (and
-// follow its reloads); feed [Metrics.Observe] from the host's event hook. With a
+// block. Feed [Metrics.Observe] from the host's event hook. With a
 // nil h only the metrics fed by Observe and ObserveDelivery are exported.
 func New(h *host.Host) *Metrics {
 	m := &Metrics{
@@ -107,8 +98,6 @@ func New(h *host.Host) *Metrics {
 		}, []string{"worker"}),
 		eventC:    map[eventKey]prometheus.Counter{},
 		down:      map[childKey]*downtime{},
-		restarts:  map[string][]time.Time{},
-		limits:    map[string]config.Supervisor{},
 		restartOf: map[string]bool{},
 	}
 	m.reg.MustRegister(
@@ -117,9 +106,6 @@ func New(h *host.Host) *Metrics {
 		m.events, m.restartLatency, m.deliveryLatency,
 		&hostCollector{m: m},
 	)
-	if h != nil {
-		m.SetApp(h.App())
-	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		Registry:            m.reg, // promhttp_metric_handler_errors_total
@@ -139,37 +125,11 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // 503. Safe for concurrent use.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
-// SetApp records the restart intensity configured for every supervisor of
-// app (max_restarts within max_seconds), which the vigil_supervisor_
-// restart_intensity_* gauges export; without it they are absent. Call it
-// again after a reload with the new app (New and each scrape do it for the
-// host's own app). It does not block for long and is
-// safe for concurrent use. A nil app forgets the limits.
-func (m *Metrics) SetApp(app *config.App) {
-	limits := map[string]config.Supervisor{}
-	if app != nil && app.Root != nil {
-		var walk func(s *config.Supervisor)
-		walk = func(s *config.Supervisor) {
-			limits[s.Name] = config.Supervisor{Name: s.Name, MaxRestarts: s.MaxRestarts, MaxSeconds: s.MaxSeconds}
-			for _, n := range s.Children {
-				if n.Supervisor != nil {
-					walk(n.Supervisor)
-				}
-			}
-		}
-		walk(app.Root)
-	}
-	m.mu.Lock()
-	m.limits, m.app = limits, app
-	m.mu.Unlock()
-}
-
 // Observe records a lifecycle event: it counts it in vigil_events_total,
 // times restarts for vigil_restart_latency_seconds (from the failure —
 // [sdk.EventChildExited], [sdk.EventHealthCheckFailed] or
 // [sdk.EventChildStartFailed] — to the [sdk.EventChildStarted] that follows
-// the supervisor's [sdk.EventChildRestarting]) and tracks the restarts
-// within each supervisor's intensity window. Call it from
+// the supervisor's [sdk.EventChildRestarting]). Call it from
 // [host.Options.EventHook]: it never blocks (one short mutex), never calls
 // back into the host and is safe for concurrent use. On a nil *Metrics it
 // does nothing, so a hook may call it before New returned (events start
@@ -205,15 +165,10 @@ func (m *Metrics) Observe(e sdk.Event) {
 			m.down[ck] = &downtime{since: now}
 		}
 	case sdk.EventChildRestarting:
-		// One restart decision (one entry in the supervisor's intensity)
-		// per failure, however many siblings it restarts: the failed
-		// child's entry is the one not yet marked restarting.
-		if d := m.down[ck]; d != nil && !d.restarting {
+		// The failed child (siblings restarted with it have no downtime).
+		if d := m.down[ck]; d != nil {
 			d.restarting = true
-			m.addRestart(e.Supervisor, now)
 		}
-	case sdk.EventSupervisorGaveUp:
-		m.addRestart(e.Supervisor, now) // the restart that exceeded it
 	case sdk.EventChildStarted:
 		if d := m.down[ck]; d != nil {
 			delete(m.down, ck)
@@ -221,9 +176,6 @@ func (m *Metrics) Observe(e sdk.Event) {
 				observe, restarted = max(now.Sub(d.since), 0), true
 			}
 		}
-		// A nested supervisor started again: its new run has a fresh
-		// intensity window.
-		delete(m.restarts, e.Child)
 	}
 	if restarted {
 		m.restartOf[e.Child] = true
@@ -233,20 +185,6 @@ func (m *Metrics) Observe(e sdk.Event) {
 	if restarted {
 		m.restartLatency.WithLabelValues(e.Child).Observe(observe.Seconds())
 	}
-}
-
-// addRestart records a restart decision of supervisor sup at now; m.mu is
-// held.
-func (m *Metrics) addRestart(sup string, now time.Time) {
-	times := append(m.restarts[sup], now)
-	drop := max(len(times)-maxIntensityTimes, 0)
-	if l, ok := m.limits[sup]; ok {
-		window := time.Duration(l.MaxSeconds) * time.Second
-		for drop < len(times) && now.Sub(times[drop]) > window {
-			drop++
-		}
-	}
-	m.restarts[sup] = times[drop:]
 }
 
 // ObserveDelivery records that worker acknowledged a message d after it
@@ -289,29 +227,6 @@ func (m *Metrics) forget(keep map[string]bool) {
 			delete(m.down, k)
 		}
 	}
-	for sup := range m.restarts {
-		if !keep[sup] {
-			delete(m.restarts, sup)
-		}
-	}
-}
-
-// intensity returns the restarts of supervisor sup within its window at
-// now and its limits; ok is false when the limits are unknown.
-func (m *Metrics) intensity(sup string, now time.Time) (n int, l config.Supervisor, ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	l, ok = m.limits[sup]
-	if !ok {
-		return 0, l, false
-	}
-	window := time.Duration(l.MaxSeconds) * time.Second
-	for _, t := range m.restarts[sup] {
-		if now.Sub(t) <= window {
-			n++
-		}
-	}
-	return n, l, true
 }
 
 // States are the values of the state label of vigil_worker_state: every
@@ -383,12 +298,6 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 	if h == nil {
 		return
 	}
-	c.m.mu.Lock()
-	stale := c.m.app != h.App()
-	c.m.mu.Unlock()
-	if stale { // reloaded since
-		c.m.SetApp(h.App())
-	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -407,11 +316,9 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSupRestarts, float64(st.TotalRestarts), name)
 		gauge(descSupRunning, b2f(supRunning(sup, st)), name)
 		gauge(descSupActive, float64(st.ActiveChildren), name)
-		if n, l, ok := c.m.intensity(name, now); ok {
-			gauge(descSupIntensity, float64(n), name)
-			gauge(descSupMaxRestarts, float64(l.MaxRestarts), name)
-			gauge(descSupWindow, float64(l.MaxSeconds), name)
-		}
+		gauge(descSupIntensity, float64(st.Intensity), name)
+		gauge(descSupMaxRestarts, float64(st.MaxRestarts), name)
+		gauge(descSupWindow, float64(st.MaxSeconds), name)
 		for _, cs := range st.Children {
 			children[cs.ID] = cs
 		}
