@@ -390,9 +390,9 @@ func serveMatrixHost(t *testing.T, dir, cfg string, opts Options) *matrixHost {
 	if err != nil {
 		t.Fatalf("config: %s", config.Format(err))
 	}
-	x := &matrixHost{ev: &events{notify: make(chan struct{}, 1)}, log: &logTail{}, dir: dir, done: make(chan struct{})}
+	x := &matrixHost{ev: plugintest.NewRecorder[sdk.Event](), log: &logTail{}, dir: dir, done: make(chan struct{})}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: x.log})
-	opts.Logger, opts.EventHook, opts.TempDir = logger, x.ev.add, dir
+	opts.Logger, opts.EventHook, opts.TempDir = logger, x.ev.Add, dir
 	x.h, err = New(app, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +468,7 @@ func (x *matrixHost) pid(t *testing.T, id string) int {
 // disturbed by its own bad input).
 func (x *matrixHost) noExit(t *testing.T, ids ...string) {
 	t.Helper()
-	for _, e := range x.ev.snapshot() {
+	for _, e := range x.ev.Snapshot() {
 		if slices.Contains(ids, e.Child) && (e.Kind == sdk.EventChildExited || e.Kind == sdk.EventChildRestarting) {
 			t.Errorf("worker %s was disturbed: %v", e.Child, e)
 		}
@@ -479,13 +479,13 @@ func (x *matrixHost) noExit(t *testing.T, ids ...string) {
 // an error wrapping sdk.ErrStartFailed after stopping the echo worker
 // started before it.
 func failedFirstStart(t *testing.T, x *matrixHost) string {
-	x.ev.wait(t, 10*time.Second, "echo started", started("echo", 1))
+	x.ev.Wait(t, 10*time.Second, "echo started", started("echo", 1))
 	echoPID := x.pid(t, "echo")
 	err := x.wait(t, 15*time.Second)
 	if !errors.Is(err, sdk.ErrStartFailed) {
 		t.Fatalf("Serve = %v, want ErrStartFailed", err)
 	}
-	x.ev.wait(t, time.Second, "echo stopped", func(e sdk.Event) bool { return e.Kind == sdk.EventChildStopped && e.Child == "echo" })
+	x.ev.Wait(t, time.Second, "echo stopped", func(e sdk.Event) bool { return e.Kind == sdk.EventChildStopped && e.Child == "echo" })
 	if alive(echoPID) {
 		t.Errorf("echo (pid %d) still runs after the failed start", echoPID)
 	}
@@ -515,7 +515,7 @@ func restartingBadPlugin(mode, attrs string) string {
 // the host, the echo worker and bad's mailbox carry on; once the flag is
 // gone "bad" runs again. It returns the first failed start's error.
 func failingRestarts(t *testing.T, x *matrixHost) string {
-	x.ev.wait(t, 10*time.Second, "bad started", started("bad", 1))
+	x.ev.Wait(t, 10*time.Second, "bad started", started("bad", 1))
 	flag := filepath.Join(x.dir, "flag")
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -524,7 +524,7 @@ func failingRestarts(t *testing.T, x *matrixHost) string {
 		t.Fatal(err)
 	}
 	isFailed := func(e sdk.Event) bool { return e.Kind == sdk.EventChildStartFailed && e.Child == "bad" }
-	failed := x.ev.wait(t, 10*time.Second, "a failed restart of bad", isFailed)
+	failed := x.ev.Wait(t, 10*time.Second, "a failed restart of bad", isFailed)
 	// Meanwhile: the host answers, and bad's mailbox keeps what is sent.
 	const queued = 10
 	for i := range queued {
@@ -533,11 +533,11 @@ func failingRestarts(t *testing.T, x *matrixHost) string {
 		}
 	}
 	x.mustServe(t)
-	x.ev.wait(t, 10*time.Second, "a second failed restart of bad", func(e sdk.Event) bool { return isFailed(e) && e.Time.After(failed.Time) })
+	x.ev.Wait(t, 10*time.Second, "a second failed restart of bad", func(e sdk.Event) bool { return isFailed(e) && e.Time.After(failed.Time) })
 	if err := os.Remove(flag); err != nil {
 		t.Fatal(err)
 	}
-	x.ev.wait(t, 10*time.Second, "bad running again", started("bad", 2))
+	x.ev.Wait(t, 10*time.Second, "bad running again", started("bad", 2))
 	st := mustMailbox(t, x.h, "bad").Stats()
 	if st.Len+st.InFlight != queued || st.DeadLetters != 0 {
 		t.Errorf("bad's mailbox after its failed restarts: %d queued + %d in flight, %d dead letters; want %d, 0",
@@ -557,7 +557,7 @@ func hangOnStop(sig syscall.Signal, timeout time.Duration) func(t *testing.T, x 
 }
 
 func hangOnStopWith(t *testing.T, x *matrixHost, sig syscall.Signal, timeout time.Duration) string {
-	x.ev.wait(t, 10*time.Second, "stubborn started", started("stubborn", 1))
+	x.ev.Wait(t, 10*time.Second, "stubborn started", started("stubborn", 1))
 	pid := x.pid(t, "stubborn")
 	begin := time.Now()
 	err := x.stop(t)
@@ -581,7 +581,7 @@ func hangOnStopWith(t *testing.T, x *matrixHost, sig syscall.Signal, timeout tim
 		t.Errorf("stubborn (pid %d) survived", pid)
 	}
 	var stopped []string
-	for _, e := range x.ev.snapshot() {
+	for _, e := range x.ev.Snapshot() {
 		if e.Kind == sdk.EventChildStopped {
 			stopped = append(stopped, e.Child)
 		}
@@ -599,7 +599,7 @@ func hangOnStopWith(t *testing.T, x *matrixHost, sig syscall.Signal, timeout tim
 // flooder killed mid-flood is restarted promptly.
 func floodLog(t *testing.T, x *matrixHost) string {
 	for _, id := range []string{"echo", "flooder", "rawflood"} {
-		x.ev.wait(t, 10*time.Second, id+" started", started(id, 1))
+		x.ev.Wait(t, 10*time.Second, id+" started", started(id, 1))
 	}
 	heap0 := heapInUse()
 	eventually(t, 10*time.Second, "both floods re-emitted by the host", func() bool {
@@ -625,8 +625,8 @@ func floodLog(t *testing.T, x *matrixHost) string {
 	if err := syscall.Kill(x.pid(t, "rawflood"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	exited := x.ev.wait(t, 5*time.Second, "rawflood exited", func(e sdk.Event) bool { return e.Kind == sdk.EventChildExited && e.Child == "rawflood" })
-	restarted := x.ev.wait(t, 5*time.Second, "rawflood restarted", started("rawflood", 2))
+	exited := x.ev.Wait(t, 5*time.Second, "rawflood exited", func(e sdk.Event) bool { return e.Kind == sdk.EventChildExited && e.Child == "rawflood" })
+	restarted := x.ev.Wait(t, 5*time.Second, "rawflood restarted", started("rawflood", 2))
 	var ee *process.ExitError
 	if !errors.As(exited.Err, &ee) || ee.Signal != syscall.SIGKILL || len(ee.Stderr) == 0 || len(ee.Stderr) > 21 {
 		t.Errorf("rawflood's exit: %v; want a SIGKILL with a stderr tail of 1 to 21 lines", exited.Err)

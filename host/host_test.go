@@ -42,14 +42,14 @@ app "s" {
   worker "c" { plugin = "{P}/echo" }
 }`, strategy))
 			for _, id := range []string{"a", "b", "c"} {
-				r.ev.wait(t, 10*time.Second, id+" started", started(id, 1))
+				r.ev.Wait(t, 10*time.Second, id+" started", started(id, 1))
 			}
 			before := pids(r, "a", "b", "c")
 			if err := syscall.Kill(before["b"], syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range tc.changed {
-				r.ev.wait(t, 10*time.Second, id+" restarted", started(id, 2))
+				r.ev.Wait(t, 10*time.Second, id+" restarted", started(id, 2))
 			}
 			after := pids(r, "a", "b", "c")
 			for _, id := range []string{"a", "b", "c"} {
@@ -97,19 +97,19 @@ app "r" {
     }
   }
 }`, tc.restart, tc.mode))
-			exited := r.ev.wait(t, 10*time.Second, "w exited", func(e sdk.Event) bool {
+			exited := r.ev.Wait(t, 10*time.Second, "w exited", func(e sdk.Event) bool {
 				return e.Kind == sdk.EventChildExited && e.Child == "w"
 			})
 			t.Logf("exit: %v", exited)
 			if tc.restarted {
-				r.ev.wait(t, 10*time.Second, "w restarted", started("w", 2))
+				r.ev.Wait(t, 10*time.Second, "w restarted", started("w", 2))
 				return
 			}
 			eventually(t, 5*time.Second, "w settled", func() bool {
 				st, err := r.h.Root().FindChild("w")
 				return errors.Is(err, sdk.ErrChildNotFound) || (err == nil && st.State == sdk.ChildStopped)
 			})
-			for _, e := range r.ev.snapshot() {
+			for _, e := range r.ev.Snapshot() {
 				if e.Kind == sdk.EventChildRestarting || started("w", 2)(e) {
 					t.Errorf("restarted although it should not be: %v", e)
 				}
@@ -139,13 +139,13 @@ app "b" {
 }`)
 	want := []time.Duration{150 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
 	for n, d := range want {
-		exited := r.ev.wait(t, 10*time.Second, "exit", func(e sdk.Event) bool {
+		exited := r.ev.Wait(t, 10*time.Second, "exit", func(e sdk.Event) bool {
 			return e.Kind == sdk.EventChildExited && e.Incarnation == n+1
 		})
-		restarting := r.ev.wait(t, 10*time.Second, "restarting", func(e sdk.Event) bool {
+		restarting := r.ev.Wait(t, 10*time.Second, "restarting", func(e sdk.Event) bool {
 			return e.Kind == sdk.EventChildRestarting && e.Time.After(exited.Time.Add(-time.Nanosecond))
 		})
-		next := r.ev.wait(t, 10*time.Second, "next start", started("w", n+2))
+		next := r.ev.Wait(t, 10*time.Second, "next start", started("w", n+2))
 		if restarting.Delay != d {
 			t.Errorf("restart %d: delay %v, want %v", n+1, restarting.Delay, d)
 		}
@@ -175,13 +175,13 @@ app "h" {
     }
   }
 }`)
-	e := r.ev.wait(t, 10*time.Second, "health check failure", func(e sdk.Event) bool {
+	e := r.ev.Wait(t, 10*time.Second, "health check failure", func(e sdk.Event) bool {
 		return e.Kind == sdk.EventHealthCheckFailed && e.Child == "sick"
 	})
 	if !errors.Is(e.Err, sdk.ErrHealthCheckFailed) || !strings.Contains(e.Err.Error(), "2 consecutive") {
 		t.Errorf("health event error = %v", e.Err)
 	}
-	r.ev.wait(t, 10*time.Second, "restart after the failed check", started("sick", 2))
+	r.ev.Wait(t, 10*time.Second, "restart after the failed check", started("sick", 2))
 }
 
 func TestMemoryLimitRestartsTheWorker(t *testing.T) {
@@ -198,13 +198,13 @@ app "m" {
     }
   }
 }`)
-	e := r.ev.wait(t, 10*time.Second, "memory-limit exit", func(e sdk.Event) bool {
+	e := r.ev.Wait(t, 10*time.Second, "memory-limit exit", func(e sdk.Event) bool {
 		return e.Kind == sdk.EventChildExited && e.Child == "leaky"
 	})
 	if !errors.Is(e.Err, process.ErrMemoryLimit) || !strings.Contains(e.Err.Error(), "memory limit") {
 		t.Errorf("exit error = %v, want the memory limit", e.Err)
 	}
-	r.ev.wait(t, 10*time.Second, "restart", started("leaky", 2))
+	r.ev.Wait(t, 10*time.Second, "restart", started("leaky", 2))
 }
 
 func TestWorkerThatIgnoresStopIsKilledAfterItsTimeout(t *testing.T) {
@@ -219,7 +219,7 @@ app "k" {
     }
   }
 }`)
-	r.ev.wait(t, 10*time.Second, "started", started("stubborn", 1))
+	r.ev.Wait(t, 10*time.Second, "started", started("stubborn", 1))
 	inc := r.h.Worker("stubborn").Current()
 	began := time.Now()
 	r.stop(t)
@@ -237,7 +237,7 @@ app "k" {
 	}
 	// Reverse order: stubborn (started last) is stopped before polite.
 	var order []string
-	for _, e := range r.ev.snapshot() {
+	for _, e := range r.ev.Snapshot() {
 		if e.Kind == sdk.EventChildStopped {
 			order = append(order, e.Child)
 		}
@@ -261,11 +261,11 @@ app "n" {
   }
 }`)
 	for _, id := range []string{"echo_0", "echo_1", "echo_2", "t1", "t2"} {
-		r.ev.wait(t, 10*time.Second, id+" started", started(id, 1))
+		r.ev.Wait(t, 10*time.Second, id+" started", started(id, 1))
 	}
 	before := pids(r, "echo_0", "t1", "t2")
 	syscall.Kill(before["t1"], syscall.SIGKILL)
-	r.ev.wait(t, 10*time.Second, "t2 restarted with t1", started("t2", 2))
+	r.ev.Wait(t, 10*time.Second, "t2 restarted with t1", started("t2", 2))
 	after := pids(r, "echo_0")
 	if after["echo_0"] != before["echo_0"] {
 		t.Errorf("a failure inside the nested supervisor restarted the pool")

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/vigil-run/vigil/host/config"
+	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // stalledOutput blocks every Write until released: a terminal paused with
@@ -45,8 +47,8 @@ app "s" {
 		t.Fatal(err)
 	}
 	out := &stalledOutput{release: make(chan struct{})}
-	ev := &events{notify: make(chan struct{}, 1)}
-	h, err := New(app, Options{Output: out, EventHook: ev.add, TempDir: shortTempDir(t)})
+	ev := plugintest.NewRecorder[sdk.Event]()
+	h, err := New(app, Options{Output: out, EventHook: ev.Add, TempDir: shortTempDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +65,13 @@ app "s" {
 		}
 		noPluginProcsLeft(t)
 	})
-	first := ev.wait(t, 10*time.Second, "echo started", started("echo", 1))
+	first := ev.Wait(t, 10*time.Second, "echo started", started("echo", 1))
 	// The echo worker logs a line per millisecond, re-emitted by the host:
 	// the queue fills up behind the stalled output.
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ev.wait(t, 10*time.Second, "echo restarted", started("echo", 2))
+	ev.Wait(t, 10*time.Second, "echo restarted", started("echo", 2))
 	if h.logw.dropped.Load() == 0 {
 		eventually(t, 10*time.Second, "log lines dropped", func() bool { return h.logw.dropped.Load() > 0 })
 	}

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,50 +60,8 @@ func writeConfig(t *testing.T, body string) string {
 	return path
 }
 
-// events records a host's lifecycle events.
-type events struct {
-	mu     sync.Mutex
-	list   []sdk.Event
-	notify chan struct{}
-}
-
-func (e *events) add(ev sdk.Event) {
-	e.mu.Lock()
-	e.list = append(e.list, ev)
-	e.mu.Unlock()
-	select {
-	case e.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (e *events) snapshot() []sdk.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]sdk.Event(nil), e.list...)
-}
-
-// wait blocks until an event matching match was recorded, or fails after d.
-func (e *events) wait(t *testing.T, d time.Duration, what string, match func(sdk.Event) bool) sdk.Event {
-	t.Helper()
-	timeout := time.After(d)
-	for {
-		for _, ev := range e.snapshot() {
-			if match(ev) {
-				return ev
-			}
-		}
-		select {
-		case <-e.notify:
-		case <-timeout:
-			var b strings.Builder
-			for _, ev := range e.snapshot() {
-				fmt.Fprintf(&b, "\n  %v", ev)
-			}
-			t.Fatalf("no %s within %v; events:%s", what, d, b.String())
-		}
-	}
-}
+// events records a host's lifecycle events (plugintest.Recorder).
+type events = plugintest.Recorder[sdk.Event]
 
 func started(id string, n int) func(sdk.Event) bool {
 	return func(e sdk.Event) bool { return e.Kind == sdk.EventChildStarted && e.Child == id && e.Incarnation == n }
@@ -140,7 +97,7 @@ func runHost(t *testing.T, body string) *running {
 	if err != nil {
 		t.Fatalf("config: %s", config.Format(err))
 	}
-	ev := &events{notify: make(chan struct{}, 1)}
+	ev := plugintest.NewRecorder[sdk.Event]()
 	tw := &testWriter{t: t}
 	t.Cleanup(func() { // runs after the stop below: no logging after the test
 		tw.mu.Lock()
@@ -148,7 +105,7 @@ func runHost(t *testing.T, body string) *running {
 		tw.mu.Unlock()
 	})
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: tw})
-	h, err := New(app, Options{Logger: logger, EventHook: ev.add, TempDir: shortTempDir(t), MemoryCheckInterval: 50 * time.Millisecond})
+	h, err := New(app, Options{Logger: logger, EventHook: ev.Add, TempDir: shortTempDir(t), MemoryCheckInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // serveHost is runHost with host options and a hook that runs after New
@@ -27,7 +28,7 @@ func serveHost(t testing.TB, body string, opts Options, before func(*Host)) *run
 	if err != nil {
 		t.Fatalf("config: %s", config.Format(err))
 	}
-	ev := &events{notify: make(chan struct{}, 1)}
+	ev := plugintest.NewRecorder[sdk.Event]()
 	logger := hclog.NewNullLogger()
 	if tt, ok := t.(*testing.T); ok {
 		tw := &testWriter{t: tt}
@@ -38,7 +39,7 @@ func serveHost(t testing.TB, body string, opts Options, before func(*Host)) *run
 		})
 		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: tw})
 	}
-	opts.Logger, opts.EventHook, opts.TempDir = logger, ev.add, shortTempDir(t)
+	opts.Logger, opts.EventHook, opts.TempDir = logger, ev.Add, shortTempDir(t)
 	h, err := New(app, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ app "m" {
   }`+collectorWorker+`
 }`, Options{}, nil)
 	for i := range 3 {
-		r.ev.wait(t, 10*time.Second, "member started", started(fmt.Sprintf("workers_%d", i), 1))
+		r.ev.Wait(t, 10*time.Second, "member started", started(fmt.Sprintf("workers_%d", i), 1))
 	}
 	ctx := context.Background()
 	for i := range n {
@@ -285,7 +286,7 @@ app "m" {
 	if err := syscall.Kill(r.h.Worker("sink").Current().PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	r.ev.wait(t, 10*time.Second, "sink restarted", started("sink", 2))
+	r.ev.Wait(t, 10*time.Second, "sink restarted", started("sink", 2))
 	rest := collect(t, col, 30*time.Second, "every message processed", func(s []string) bool {
 		return distinct(append(slices.Clone(first), s...)) == n
 	})
@@ -348,7 +349,7 @@ app "m" {
 	if !dl.Poison || dl.Reason != sdk.ReasonMaxAttempts || dl.Message.ID() != "p-1" || dl.Message.Attempts() != 3 {
 		t.Fatalf("dead letter %+v (attempts %d), want poison p-1 after 3 attempts", dl, dl.Message.Attempts())
 	}
-	r.ev.wait(t, 10*time.Second, "sink's 4th incarnation", started("sink", 4))
+	r.ev.Wait(t, 10*time.Second, "sink's 4th incarnation", started("sink", 4))
 	if err := r.h.Send(context.Background(), "sink", msg(t, sdk.Msg("ok-4"))); err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func TestReload(t *testing.T) {
 			src := strings.ReplaceAll(reloadApp, "{BIN}", bin)
 			r := serveHost(t, src, Options{}, nil)
 			for _, id := range []string{"a", "b", "pool_0", "pool_1", "c"} {
-				r.ev.wait(t, 20*time.Second, id+" started", started(id, 1))
+				r.ev.Wait(t, 20*time.Second, id+" started", started(id, 1))
 			}
 			if tt.before != nil {
 				tt.before(t, bin)
@@ -184,7 +184,7 @@ func TestReloadAfterAFailedAdd(t *testing.T) {
 	deployBytes(t, bin, []byte("#!/bin/sh\nexit 3\n")) // passes the checks, fails the handshake
 	r := serveHost(t, strings.ReplaceAll(reloadApp, "{BIN}", pluginDir()+"/counter"), Options{}, nil)
 	for _, id := range []string{"a", "b", "pool_0", "pool_1", "c"} {
-		r.ev.wait(t, 20*time.Second, id+" started", started(id, 1))
+		r.ev.Wait(t, 20*time.Second, id+" started", started(id, 1))
 	}
 	withBad := strings.ReplaceAll(strings.Replace(reloadApp, `worker "b" {`, `worker "bad" {
     plugin = "`+bin+`"
@@ -225,7 +225,7 @@ app "k" {
     plugin = "{P}/counter"
   }
 }`, Options{}, nil)
-	r.ev.wait(t, 20*time.Second, "a started", started("a", 1))
+	r.ev.Wait(t, 20*time.Second, "a started", started("a", 1))
 	r.h.Kill()
 	eventually(t, 10*time.Second, "a's process killed", func() bool { return len(pluginProcs()) == 0 })
 	app, err := config.Load(writeConfigTB(t, `

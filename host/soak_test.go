@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/plugintest"
 )
 
 // soakDuration is how long TestChaosSoak kills workers: short by default
@@ -223,7 +224,7 @@ func TestChaosSoak(t *testing.T) {
 		t.Fatalf("config: %s", config.Format(err))
 	}
 	tr := newSoakTracker()
-	ev := &events{notify: make(chan struct{}, 1)}
+	ev := plugintest.NewRecorder[sdk.Event]()
 	tw := &testWriter{t: t}
 	t.Cleanup(func() {
 		tw.mu.Lock()
@@ -233,7 +234,7 @@ func TestChaosSoak(t *testing.T) {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: tw})
 	h, err := New(app, Options{Logger: logger, TempDir: shortTempDir(t), EventHook: func(e sdk.Event) {
 		tr.hook(e)
-		ev.add(e)
+		ev.Add(e)
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +262,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 	})
 	for _, id := range append(slices.Clone(soakVictims), "collector") {
-		ev.wait(t, 20*time.Second, id+" started", started(id, 1))
+		ev.Wait(t, 20*time.Second, id+" started", started(id, 1))
 	}
 
 	col := &soakCollector{processed: map[string]int{}}
@@ -425,7 +426,7 @@ func TestChaosSoak(t *testing.T) {
 		t.Errorf("no traffic")
 	}
 	for _, id := range []string{"crew_0", "crew_1", "crew_2"} {
-		if n := countEvents(ev.snapshot(), sdk.EventChildSwapped, id); n != 1 {
+		if n := countEvents(ev.Snapshot(), sdk.EventChildSwapped, id); n != 1 {
 			t.Errorf("%s swapped %d times, want 1", id, n)
 		}
 		if v := version(t, h, id); v != "v2" {

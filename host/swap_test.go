@@ -168,8 +168,8 @@ app "s" {
 			bin := swappable(t)
 			watch := trigger == "watch"
 			r := serveHost(t, fmt.Sprintf(app, bin, watch, "1ms"), Options{WatchDebounce: 100 * time.Millisecond}, nil)
-			r.ev.wait(t, 10*time.Second, "counter started", started("counter", 1))
-			r.ev.wait(t, 10*time.Second, "collector started", started("collector", 1))
+			r.ev.Wait(t, 10*time.Second, "counter started", started("counter", 1))
+			r.ev.Wait(t, 10*time.Second, "collector started", started("collector", 1))
 			if v := version(t, r.h, "counter"); v != "dev" {
 				t.Fatalf("version before the swap = %q", v)
 			}
@@ -186,7 +186,7 @@ app "s" {
 			deploy(t, bin, v2())
 			switch trigger {
 			case "watch":
-				r.ev.wait(t, 10*time.Second, "the watcher's swap", func(e sdk.Event) bool {
+				r.ev.Wait(t, 10*time.Second, "the watcher's swap", func(e sdk.Event) bool {
 					return e.Kind == sdk.EventChildSwapped && e.Child == "counter"
 				})
 			case "swap":
@@ -221,7 +221,7 @@ app "s" {
 			if alive(oldPID) {
 				eventually(t, 5*time.Second, "the old incarnation gone", func() bool { return !alive(oldPID) })
 			}
-			evs := r.ev.snapshot()
+			evs := r.ev.Snapshot()
 			if countEvents(evs, sdk.EventChildSwapped, "counter") != 1 || countEvents(evs, sdk.EventChildRestarting, "") != 0 ||
 				countEvents(evs, sdk.EventChildExited, "counter") != 0 {
 				t.Fatalf("want one swap and no restart or exit; events:\n%v", evs)
@@ -281,8 +281,8 @@ app "s" {
     config { forward_to = "collector" }
   }`+collectorWorker+`
 }`, bin, pin), Options{}, nil)
-			r.ev.wait(t, 10*time.Second, "counter started", started("counter", 1))
-			r.ev.wait(t, 10*time.Second, "collector started", started("collector", 1))
+			r.ev.Wait(t, 10*time.Second, "counter started", started("counter", 1))
+			r.ev.Wait(t, 10*time.Second, "collector started", started("collector", 1))
 			pid := r.h.Worker("counter").Current().PID()
 
 			tt.replace(t, bin)
@@ -308,7 +308,7 @@ app "s" {
 			if dups, _ := completions(t, r.h, 1, 10*time.Second); dups != 0 {
 				t.Fatalf("%d duplicates", dups)
 			}
-			evs := r.ev.snapshot()
+			evs := r.ev.Snapshot()
 			if countEvents(evs, sdk.EventSwapFailed, "counter") != 1 || countEvents(evs, sdk.EventChildSwapped, "") != 0 ||
 				countEvents(evs, sdk.EventChildRestarting, "") != 0 {
 				t.Fatalf("want one failed swap and nothing else; events:\n%v", evs)
@@ -330,14 +330,14 @@ app "s" {
   }`+collectorWorker+`
 }`, bin), Options{}, nil)
 	for i := range 3 {
-		r.ev.wait(t, 10*time.Second, "member started", started(fmt.Sprintf("pool_%d", i), 1))
+		r.ev.Wait(t, 10*time.Second, "member started", started(fmt.Sprintf("pool_%d", i), 1))
 	}
 	deploy(t, bin, v2())
 	if err := r.h.Swap(context.Background(), "pool"); err != nil {
 		t.Fatal(err)
 	}
 	var order []string
-	for _, e := range r.ev.snapshot() {
+	for _, e := range r.ev.Snapshot() {
 		if e.Kind == sdk.EventChildSwapped {
 			order = append(order, e.Child)
 		}

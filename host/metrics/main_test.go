@@ -54,11 +54,11 @@ func runHost(t *testing.T, body string) *running {
 	if err != nil {
 		t.Fatalf("config: %s", config.Format(err))
 	}
-	ev := &events{notify: make(chan struct{}, 1)}
+	ev := plugintest.NewRecorder[sdk.Event]()
 	var mp atomic.Pointer[Metrics]
 	hook := func(e sdk.Event) {
 		mp.Load().Observe(e) // nil-safe
-		ev.add(e)
+		ev.Add(e)
 	}
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.stop) // runs last: no logging after the test
@@ -95,42 +95,7 @@ func runHost(t *testing.T, body string) *running {
 }
 
 // events records a host's lifecycle events.
-type events struct {
-	mu     sync.Mutex
-	list   []sdk.Event
-	notify chan struct{}
-}
-
-func (e *events) add(ev sdk.Event) {
-	e.mu.Lock()
-	e.list = append(e.list, ev)
-	e.mu.Unlock()
-	select {
-	case e.notify <- struct{}{}:
-	default:
-	}
-}
-
-// wait blocks until an event matching match was recorded, or fails after d.
-func (e *events) wait(t *testing.T, d time.Duration, what string, match func(sdk.Event) bool) sdk.Event {
-	t.Helper()
-	timeout := time.After(d)
-	for {
-		e.mu.Lock()
-		list := append([]sdk.Event(nil), e.list...)
-		e.mu.Unlock()
-		for _, ev := range list {
-			if match(ev) {
-				return ev
-			}
-		}
-		select {
-		case <-e.notify:
-		case <-timeout:
-			t.Fatalf("no %s within %v; events: %v", what, d, list)
-		}
-	}
-}
+type events = plugintest.Recorder[sdk.Event]
 
 func started(id string, n int) func(sdk.Event) bool {
 	return func(e sdk.Event) bool { return e.Kind == sdk.EventChildStarted && e.Child == id && e.Incarnation == n }

@@ -40,9 +40,9 @@ app "mt" {
 // through the mailboxes, an expired message, a stopped worker.
 func TestScrapeFollowsTheHost(t *testing.T) {
 	r := runHost(t, appHCL)
-	first := r.ev.wait(t, 10*time.Second, "solo started", started("solo", 1))
-	r.ev.wait(t, 10*time.Second, "pool_0 started", started("pool_0", 1))
-	r.ev.wait(t, 10*time.Second, "pool_1 started", started("pool_1", 1))
+	first := r.ev.Wait(t, 10*time.Second, "solo started", started("solo", 1))
+	r.ev.Wait(t, 10*time.Second, "pool_0 started", started("pool_0", 1))
+	r.ev.Wait(t, 10*time.Second, "pool_1 started", started("pool_1", 1))
 
 	// First scrape over the real HTTP endpoint.
 	srv, err := Listen("127.0.0.1:0", r.m)
@@ -99,7 +99,7 @@ func TestScrapeFollowsTheHost(t *testing.T) {
 	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	second := r.ev.wait(t, 10*time.Second, "solo restarted", started("solo", 2))
+	second := r.ev.Wait(t, 10*time.Second, "solo restarted", started("solo", 2))
 	close(stop)
 	wg.Wait()
 
