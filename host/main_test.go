@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,12 +97,7 @@ func runHost(t *testing.T, body string) *running {
 		t.Fatalf("config: %s", config.Format(err))
 	}
 	ev := plugintest.NewRecorder[sdk.Event]()
-	tw := &testWriter{t: t}
-	t.Cleanup(func() { // runs after the stop below: no logging after the test
-		tw.mu.Lock()
-		tw.done = true
-		tw.mu.Unlock()
-	})
+	tw := plugintest.Output(t) // silenced after the stop below
 	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: tw})
 	h, err := New(app, Options{Logger: logger, EventHook: ev.Add, TempDir: shortTempDir(t), MemoryCheckInterval: 50 * time.Millisecond})
 	if err != nil {
@@ -117,22 +111,6 @@ func runHost(t *testing.T, body string) *running {
 		noPluginProcsLeft(t)
 	})
 	return r
-}
-
-// testWriter logs to the test until it ends.
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }
 
 // vigil runs the vigil binary with args; stderr and stdout go to a buffer.

@@ -30,14 +30,8 @@ func serveHost(t testing.TB, body string, opts Options, before func(*Host)) *run
 	}
 	ev := plugintest.NewRecorder[sdk.Event]()
 	logger := hclog.NewNullLogger()
-	if tt, ok := t.(*testing.T); ok {
-		tw := &testWriter{t: tt}
-		t.Cleanup(func() {
-			tw.mu.Lock()
-			tw.done = true
-			tw.mu.Unlock()
-		})
-		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: tw})
+	if _, ok := t.(*testing.T); ok { // benchmarks: no log
+		logger = hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Debug, Output: plugintest.Output(t)})
 	}
 	opts.Logger, opts.EventHook, opts.TempDir = logger, ev.Add, shortTempDir(t)
 	h, err := New(app, opts)

@@ -225,13 +225,7 @@ func TestChaosSoak(t *testing.T) {
 	}
 	tr := newSoakTracker()
 	ev := plugintest.NewRecorder[sdk.Event]()
-	tw := &testWriter{t: t}
-	t.Cleanup(func() {
-		tw.mu.Lock()
-		tw.done = true
-		tw.mu.Unlock()
-	})
-	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: tw})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: plugintest.Output(t)})
 	h, err := New(app, Options{Logger: logger, TempDir: shortTempDir(t), EventHook: func(e sdk.Event) {
 		tr.hook(e)
 		ev.Add(e)

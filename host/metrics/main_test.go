@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,10 +59,8 @@ func runHost(t *testing.T, body string) *running {
 		mp.Load().Observe(e) // nil-safe
 		ev.Add(e)
 	}
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.stop) // runs last: no logging after the test
-	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Info, Output: tw})
-	tmp, err := os.MkdirTemp("", "vm") // short: unix socket paths
+	logger := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Info, Output: plugintest.Output(t)}) // silenced last
+	tmp, err := os.MkdirTemp("", "vm")                                                                        // short: unix socket paths
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,28 +96,6 @@ type events = plugintest.Recorder[sdk.Event]
 
 func started(id string, n int) func(sdk.Event) bool {
 	return func(e sdk.Event) bool { return e.Kind == sdk.EventChildStarted && e.Child == id && e.Incarnation == n }
-}
-
-// testWriter logs to the test until stop.
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }
 
 // scrape is one parsed scrape of a handler.

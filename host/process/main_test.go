@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,15 +27,7 @@ func alive(pid int) bool { return plugintest.Alive(pid) }
 
 // testLogger logs to the test.
 func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: testWriter{t}})
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Debug, Output: plugintest.Output(t)})
 }
 
 // start starts a child and registers a cleanup that stops it.

@@ -2,6 +2,7 @@ package plugintest
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -60,4 +61,34 @@ func (r *Recorder[T]) Wait(t testing.TB, d time.Duration, what string, match fun
 			t.Fatalf("no %s within %v; recorded:%s", what, d, b.String())
 		}
 	}
+}
+
+// Output returns a writer that logs each write to t (one t.Log per write,
+// trailing newlines trimmed) until t's cleanup runs, and then discards:
+// background goroutines may still log after the test. Call it before
+// registering the cleanups that stop them, so that it is silenced last.
+// Safe for concurrent use.
+func Output(t testing.TB) io.Writer {
+	w := &output{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+type output struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *output) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
 }
