@@ -70,6 +70,7 @@ type bridge struct {
 	callSeq  atomic.Uint64
 
 	repliesDropped atomic.Uint64
+	repliesRouted  atomic.Uint64                        // replies to workers that came through the host (not direct)
 	deliveryHook   func(worker string, d time.Duration) // Options.DeliveryHook; fixed after New
 }
 
@@ -258,6 +259,7 @@ func (b *bridge) reply(to string, m *sdk.Message) error {
 		}
 	}
 	b.mu.Unlock()
+	b.repliesRouted.Add(1)
 	sent := false
 	for _, s := range targets {
 		if s.pushReply(m) {
@@ -352,6 +354,9 @@ type session struct {
 	bytes    atomic.Int64  // size of the messages in flight
 	freed    chan struct{} // signalled when acks or nacks free bytes
 	idle     chan struct{} // signalled when acks or nacks settle deliveries (Drain)
+	// replyAddr is where the incarnation takes direct replies
+	// (protocol.Up.ReplyAddr); "" if it announced none.
+	replyAddr atomic.Pointer[string]
 
 	sendMu sync.Mutex // held while frames are being sent
 	mu     sync.Mutex
@@ -621,6 +626,9 @@ func (s *session) read() error {
 		if err != nil {
 			return nil // EOF or broken: the incarnation is over either way
 		}
+		if u.ReplyAddr != "" {
+			s.setReplyAddr(u.ReplyAddr)
+		}
 		if u.Credits > 0 {
 			grantOnce.Do(func() {
 				s.credits.open(int(u.Credits), s.slow)
@@ -740,6 +748,7 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		}
 	}
 	batch := make([]*sdk.Message, 0, maxBatch)
+	vias := make([]string, 0, maxBatch)
 	for {
 		for s.bytes.Load() >= MailboxWindowBytes {
 			select {
@@ -773,6 +782,7 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 			size += m.Size()
 		}
 		credits.release(n - len(batch))
+		vias = s.b.replyVias(batch, vias[:0])
 		// The plugin returns its acks at once only when the host waits
 		// for them: the window is used up (else it may hold them for the
 		// next frame it sends anyway, a reply typically).
@@ -785,16 +795,66 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		s.reuseLocked()
 		s.out.AcksWanted = s.out.AcksWanted || wanted
 		s.bytes.Add(int64(size))
-		for _, m := range batch {
+		for i, m := range batch {
 			tag := s.tags.add(tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits, pushed: now})
 			env := sdk.EnvelopeFromMessage(m, m.Sender())
 			env.Attempts = int32(m.Attempts())
-			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: tag, Msg: env})
+			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: tag, Msg: env, ReplyVia: vias[i]})
 		}
 		s.mu.Unlock()
 		clear(batch)
 		s.kick()
 	}
+}
+
+// setReplyAddr records the incarnation's direct reply address, if it is
+// one an SDK plugin would announce (protocol.ValidReplyAddr).
+func (s *session) setReplyAddr(addr string) {
+	if !protocol.ValidReplyAddr(addr) {
+		s.b.logger.Debug("ignored a reply address", "worker", s.id, "incarnation", s.n, "address", addr)
+		return
+	}
+	s.replyAddr.Store(&addr)
+}
+
+// replyVias appends, for each message of batch, the direct reply address
+// to pass on with it (protocol.Delivery.ReplyVia): for a request (a
+// correlation ID and a worker as reply-to) whose caller has exactly one
+// live incarnation, that incarnation's reply address; else "" (the reply
+// goes through the host, which hands it to every live incarnation of the
+// caller during a hot swap).
+func (b *bridge) replyVias(batch []*sdk.Message, vias []string) []string {
+	for _, m := range batch {
+		via := ""
+		if to := m.ReplyTo(); to != "" && to != sdk.ReplyAddressHost && m.CorrelationID() != "" {
+			via = b.replyAddrOf(to)
+		}
+		vias = append(vias, via)
+	}
+	return vias
+}
+
+// replyAddrOf returns the reply address of worker id's only live
+// incarnation, or "".
+func (b *bridge) replyAddrOf(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var only *session
+	for _, s := range b.sessions[id] {
+		if s.isLive() {
+			if only != nil {
+				return ""
+			}
+			only = s
+		}
+	}
+	if only == nil {
+		return ""
+	}
+	if p := only.replyAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // pushReply queues a reply for the session's incarnation; false if the

@@ -156,8 +156,12 @@ type Message struct {
 	correlationID string
 	replyTo       string
 	ttl           time.Duration
-	idBuf         [maxGenIDLen]byte // backing store of a generated id: one allocation per message
-	_             [39]byte
+	// via is the caller's direct reply address of a request a plugin
+	// received (protocol.Delivery.ReplyVia): [Runtime.Reply] tries it
+	// before the route through the host. Never sent on.
+	via   string
+	idBuf [maxGenIDLen]byte // backing store of a generated id: one allocation per message
+	_     [23]byte
 }
 
 // msgState is a message's delivery count (high 32 bits) and the number of
@@ -372,7 +376,7 @@ func messageFromView(v *protocol.DeliveryView) (*Message, error) {
 	if err := validateMessage(Priority(v.Priority), Signal(v.Signal), v.Remaining); err != nil {
 		return nil, err
 	}
-	n := len(v.ID) + len(v.Sender) + len(v.Payload) + len(v.CorrelationID) + len(v.ReplyTo)
+	n := len(v.ID) + len(v.Sender) + len(v.Payload) + len(v.CorrelationID) + len(v.ReplyTo) + len(v.ReplyVia)
 	var m *Message
 	var buf []byte
 	switch {
@@ -394,6 +398,7 @@ func messageFromView(v *protocol.DeliveryView) (*Message, error) {
 	buf, m.sender = appendString(buf, v.Sender)
 	buf, m.correlationID = appendString(buf, v.CorrelationID)
 	buf, m.replyTo = appendString(buf, v.ReplyTo)
+	buf, m.via = appendString(buf, v.ReplyVia)
 	if len(v.Payload) > 0 {
 		start := len(buf)
 		buf = append(buf, v.Payload...)

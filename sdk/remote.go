@@ -31,8 +31,10 @@ const maxWireMessage = protocol.MaxMessageSize - 64<<10
 
 // ackDelay bounds how long a worker that ran out of messages holds its
 // acks when the host does not wait for them ([protocol.Down.AcksWanted]
-// unset): the next frame it sends (a reply, typically) carries them, so a
-// request/reply exchange costs no separate ack frame.
+// unset): the next frame it sends (a send, or a reply to the host) carries
+// them, so a request/reply exchange costs no separate ack frame. (A direct
+// reply to another plugin carries none: its acks go within ackDelay, in
+// one frame for all the requests answered meanwhile.)
 const ackDelay = time.Millisecond
 
 // closeFlushTimeout bounds the final flush of acks when Run returns.
@@ -89,6 +91,11 @@ type remote struct {
 	calls      map[string]chan *Message
 	callPrefix string
 	late       atomic.Uint64
+
+	// direct replies (see protocol.ListenReplies): replies to this
+	// worker's calls that skip the host, and replies it sends that way.
+	replies *protocol.ReplyListener // nil: none (replies come through the host)
+	dialer  protocol.ReplyDialer
 }
 
 type delivery struct {
@@ -131,6 +138,14 @@ func (r *remote) open() error {
 		}
 		r.stream, r.cancel = s, cancel
 		r.done, r.readDone = make(chan struct{}), make(chan struct{})
+		// Take replies directly if a socket can be had; the address goes
+		// to the host with the first frame, ahead of any call.
+		if ln, err := protocol.ListenReplies(r.directReply); err == nil {
+			r.replies = ln
+			r.omu.Lock()
+			r.out.ReplyAddr = ln.Addr()
+			r.omu.Unlock()
+		}
 		r.ackTimer = time.AfterFunc(time.Hour, r.ackTimerFired)
 		r.ackTimer.Stop()
 		go r.reader()
@@ -154,6 +169,44 @@ func (r *remote) fail(err error) {
 	r.pmu.Unlock()
 	r.ackTimer.Stop()
 	r.cancel()
+	if r.replies != nil {
+		r.replies.Close()
+	}
+	r.dialer.Close()
+}
+
+// answer hands a reply to the call waiting for it, or drops it if that
+// call gave up.
+func (r *remote) answer(m *Message) {
+	r.pmu.Lock()
+	ch, ok := r.calls[m.CorrelationID()]
+	delete(r.calls, m.CorrelationID())
+	r.pmu.Unlock()
+	if ok {
+		ch <- m // buffered, and each call gets one reply at most
+	} else {
+		r.late.Add(1) // the call gave up: drop the reply
+	}
+}
+
+// directReply takes a reply that came straight from the answering plugin.
+func (r *remote) directReply(e *protocol.Envelope) {
+	if m, err := MessageFromEnvelope(e); err == nil {
+		r.answer(m)
+	}
+}
+
+// replyDirect tries to send reply straight to the caller's reply socket
+// addr and reports whether it went.
+func (r *remote) replyDirect(addr string, reply *Message) bool {
+	if reply.ID() == "" || r.open() != nil {
+		return false
+	}
+	env := EnvelopeFromMessage(reply, r.id)
+	if env.Size() > maxWireMessage {
+		return false // post reports it
+	}
+	return r.dialer.Send(addr, &env) == nil
 }
 
 func (r *remote) reader() {
@@ -170,15 +223,7 @@ func (r *remote) reader() {
 			return
 		}
 		if v.Reply {
-			r.pmu.Lock()
-			ch, ok := r.calls[m.CorrelationID()]
-			delete(r.calls, m.CorrelationID())
-			r.pmu.Unlock()
-			if ok {
-				ch <- m
-			} else {
-				r.late.Add(1) // the call gave up: drop the reply
-			}
+			r.answer(m)
 			return
 		}
 		batch = append(batch, queued{m, delivery{tag: v.Tag, attempts: int(v.Attempts)}})
@@ -779,10 +824,14 @@ func (rt *Runtime) Call(ctx context.Context, to string, m *Message, timeout time
 }
 
 // Reply sends reply as the answer to req: to req's reply-to address, with
-// req's correlation ID. The host hands it straight to the waiting call
-// (worker or host); a reply nobody waits for any more (the call timed out,
-// or its worker is gone) is dropped. Replies are fire-and-forget: Reply
-// does not wait for the host and returns only local errors: one wrapping
+// req's correlation ID, straight to the waiting call. When req came from
+// another plugin's call and the host passed on that plugin's reply
+// address, the reply goes directly to it over a local socket (one process
+// hop less); otherwise, or if that fails, through the host, which hands it
+// to the waiting call (worker or host). A reply nobody waits for any more
+// (the call timed out, or its worker is gone) is dropped. Replies are
+// fire-and-forget: Reply does not wait for the caller and returns only
+// local errors: one wrapping
 // [ErrInvalidMessage] when req has no reply-to, [ErrMessageTooLarge], or
 // [ErrInboxClosed] when the connection to the host is gone. ctx is not
 // waited on.
@@ -794,6 +843,9 @@ func (rt *Runtime) Reply(ctx context.Context, req, reply *Message) error {
 		return fmt.Errorf("%w: %v has no reply-to address", ErrInvalidMessage, req)
 	}
 	reply.SetCorrelationID(req.CorrelationID())
+	if req.via != "" && rt.remote.replyDirect(req.via, reply) {
+		return nil
+	}
 	_, _, err := rt.remote.post(req.ReplyTo(), protocol.SendReply, reply, fireAndForget)
 	return err
 }

@@ -69,6 +69,7 @@ type DeliveryView struct {
 	TTL           time.Duration
 	Remaining     time.Duration
 	Attempts      int32
+	ReplyVia      []byte
 }
 
 // Size is the delivery's approximate encoded size, as [Envelope.Size].
@@ -182,6 +183,8 @@ func (v *DeliveryView) decode(b []byte) error {
 				dst = &v.CorrelationID
 			case 7:
 				dst = &v.ReplyTo
+			case 13:
+				dst = &v.ReplyVia
 			default:
 				continue
 			}
@@ -290,7 +293,7 @@ func (f *downFrame) marshal() (mem.BufferSlice, error) {
 
 func (dl *Delivery) checkUTF8() error {
 	e := &dl.Msg
-	for _, s := range [...]string{e.ID, e.Sender, e.CorrelationID, e.ReplyTo} {
+	for _, s := range [...]string{e.ID, e.Sender, e.CorrelationID, e.ReplyTo, dl.ReplyVia} {
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("vigil: message %q: string field contains invalid UTF-8", e.ID)
 		}
@@ -323,7 +326,7 @@ func (dl *Delivery) size() int {
 		n += 1 + protowire.SizeBytes(len(e.Payload))
 	}
 	return n + sizeVarint(uint64(int64(e.Priority))) + sizeVarint(uint64(int64(e.Signal))) + sizeVarint(uint64(e.TTL)) +
-		sizeVarint(uint64(e.Remaining)) + sizeVarint(uint64(int64(e.Attempts)))
+		sizeVarint(uint64(e.Remaining)) + sizeVarint(uint64(int64(e.Attempts))) + sizeString(dl.ReplyVia)
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {
@@ -362,7 +365,8 @@ func (dl *Delivery) append(b []byte) []byte {
 	b = appendVarint(b, 9, uint64(int64(e.Signal)))
 	b = appendVarint(b, 10, uint64(e.TTL))
 	b = appendVarint(b, 11, uint64(e.Remaining))
-	return appendVarint(b, 12, uint64(int64(e.Attempts)))
+	b = appendVarint(b, 12, uint64(int64(e.Attempts)))
+	return appendString(b, 13, dl.ReplyVia)
 }
 
 // SendFrame sends one frame like [HostStream.Send], with the same bytes

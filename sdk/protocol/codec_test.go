@@ -41,7 +41,7 @@ func decodeByHand(b []byte) (*Down, error) {
 		got = append(got, Delivery{Tag: v.Tag, Reply: v.Reply, Msg: Envelope{
 			ID: cp(v.ID), Sender: cp(v.Sender), Payload: payload, CorrelationID: cp(v.CorrelationID), ReplyTo: cp(v.ReplyTo),
 			Priority: v.Priority, Signal: v.Signal, TTL: v.TTL, Remaining: v.Remaining, Attempts: v.Attempts,
-		}})
+		}, ReplyVia: cp(v.ReplyVia)})
 	}}
 	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &sink); err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func TestFrameCodec(t *testing.T) {
 	tests := map[string]*Down{
 		"empty":       {},
 		"acks wanted": {AcksWanted: true},
-		"one full":    {Deliveries: []Delivery{{Tag: 1, Msg: full}}},
+		"one full":    {Deliveries: []Delivery{{Tag: 1, Msg: full, ReplyVia: "/tmp/v1/plugin-dir2/reply"}}},
 		"reply":       {Deliveries: []Delivery{{Reply: true, Msg: Envelope{ID: "r", CorrelationID: "c"}}}},
 		"zero fields": {Deliveries: []Delivery{{Msg: Envelope{}}, {Tag: 1 << 40, Msg: Envelope{ID: "x", Priority: 1 << 30, Attempts: -1, Remaining: -1}}}},
 		"big payload": {Deliveries: []Delivery{{Tag: 7, Msg: Envelope{ID: "big", Payload: bytes.Repeat([]byte{1}, 200_000)}}}, AcksWanted: true},
@@ -212,6 +212,9 @@ func FuzzFrameCodec(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tag uint64, reply bool, id, sender string, payload []byte, corr, replyTo string, prio, sig int32, ttl, remaining int64, attempts int32, wanted bool) {
 		d := &Down{AcksWanted: wanted, Deliveries: []Delivery{{Tag: tag, Reply: reply, Msg: Envelope{ID: id, Sender: sender, Payload: payload,
 			CorrelationID: corr, ReplyTo: replyTo, Priority: prio, Signal: sig, TTL: time.Duration(ttl), Remaining: time.Duration(remaining), Attempts: attempts}}}}
+		if !reply {
+			d.Deliveries[0].ReplyVia = sender // the signature stays that of the committed corpus
+		}
 		want, werr := proto.Marshal(downToPB(d))
 		got, gerr := encodeByHand(t, d)
 		if (werr == nil) != (gerr == nil) {

@@ -52,6 +52,11 @@ type Delivery struct {
 	// Reply is true for a reply to a call made by this incarnation.
 	Reply bool
 	Msg   Envelope
+	// ReplyVia, set by the host on a request whose caller takes replies
+	// directly, is that caller's reply address ([Up.ReplyAddr]): the
+	// plugin may send the reply there with a [ReplyDialer] instead of
+	// through the host.
+	ReplyVia string
 }
 
 // SendResult answers one [SendRequest]: Err is nil on success, else an
@@ -122,11 +127,16 @@ type Up struct {
 	// Credits, non-zero once, starts deliveries: the plugin accepts up to
 	// this many unacknowledged messages (the host may allow fewer).
 	Credits uint32
+	// ReplyAddr, non-empty once, is the address of the incarnation's
+	// [ReplyListener]: the host passes it on with the incarnation's
+	// requests ([Delivery.ReplyVia]) so that their replies can come
+	// straight back.
+	ReplyAddr string
 }
 
 // Empty reports whether the frame carries nothing.
 func (u *Up) Empty() bool {
-	return len(u.Acks) == 0 && len(u.Nacks) == 0 && len(u.Sends) == 0 && len(u.Stats) == 0 && u.Credits == 0
+	return len(u.Acks) == 0 && len(u.Nacks) == 0 && len(u.Sends) == 0 && len(u.Stats) == 0 && u.Credits == 0 && u.ReplyAddr == ""
 }
 
 // MaxFrameBytes is the byte budget of one batched frame: a batch is cut
@@ -191,6 +201,7 @@ func downToPB(d *Down) *pb.MailboxDown {
 			p.Tag, p.Reply = dl.Tag, dl.Reply
 			p.Id, p.Sender, p.Payload, p.CorrelationId, p.ReplyTo = e.ID, e.Sender, e.Payload, e.CorrelationID, e.ReplyTo
 			p.Priority, p.Signal, p.TtlNanos, p.RemainingNanos, p.Attempts = e.Priority, e.Signal, int64(e.TTL), int64(e.Remaining), e.Attempts
+			p.ReplyVia = dl.ReplyVia
 			out.Deliveries[i] = p
 		}
 	}
@@ -212,7 +223,7 @@ func downFromPB(p *pb.MailboxDown) *Down {
 				ID: dl.GetId(), Sender: dl.GetSender(), Payload: dl.GetPayload(), CorrelationID: dl.GetCorrelationId(),
 				ReplyTo: dl.GetReplyTo(), Priority: dl.GetPriority(), Signal: dl.GetSignal(), TTL: time.Duration(dl.GetTtlNanos()),
 				Remaining: time.Duration(dl.GetRemainingNanos()), Attempts: dl.GetAttempts(),
-			}}
+			}, ReplyVia: dl.GetReplyVia()}
 		}
 	}
 	for _, r := range p.GetResults() {
@@ -225,7 +236,7 @@ func downFromPB(p *pb.MailboxDown) *Down {
 }
 
 func upToPB(u *Up) *pb.MailboxUp {
-	out := &pb.MailboxUp{Acks: u.Acks, Stats: u.Stats, Credits: u.Credits}
+	out := &pb.MailboxUp{Acks: u.Acks, Stats: u.Stats, Credits: u.Credits, ReplyAddr: u.ReplyAddr}
 	for _, n := range u.Nacks {
 		out.Nacks = append(out.Nacks, &pb.Nack{Tag: n.Tag, Reason: n.Reason})
 	}
@@ -240,7 +251,7 @@ func upToPB(u *Up) *pb.MailboxUp {
 }
 
 func upFromPB(p *pb.MailboxUp) *Up {
-	u := &Up{Acks: p.GetAcks(), Stats: p.GetStats(), Credits: p.GetCredits()}
+	u := &Up{Acks: p.GetAcks(), Stats: p.GetStats(), Credits: p.GetCredits(), ReplyAddr: p.GetReplyAddr()}
 	for _, n := range p.GetNacks() {
 		u.Nacks = append(u.Nacks, Nack{Tag: n.GetTag(), Reason: n.GetReason()})
 	}

@@ -673,8 +673,12 @@ type Delivery struct {
 	TtlNanos       int64  `protobuf:"varint,10,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
 	RemainingNanos int64  `protobuf:"varint,11,opt,name=remaining_nanos,json=remainingNanos,proto3" json:"remaining_nanos,omitempty"`
 	Attempts       int32  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For a request whose caller takes replies directly: the caller's reply
+	// address (its MailboxUp.reply_addr, vouched for by the host). The
+	// plugin may send the reply there instead of through the host.
+	ReplyVia      string `protobuf:"bytes,13,opt,name=reply_via,json=replyVia,proto3" json:"reply_via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -789,6 +793,13 @@ func (x *Delivery) GetAttempts() int32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *Delivery) GetReplyVia() string {
+	if x != nil {
+		return x.ReplyVia
+	}
+	return ""
 }
 
 // WireError is an error with the codes of the registered sentinels it
@@ -1172,7 +1183,11 @@ type MailboxUp struct {
 	// unacknowledged deliveries (the host may push fewer). Until then the
 	// host pushes nothing but replies, so a worker that only sends never
 	// holds messages it will not read.
-	Credits       uint32 `protobuf:"varint,5,opt,name=credits,proto3" json:"credits,omitempty"`
+	Credits uint32 `protobuf:"varint,5,opt,name=credits,proto3" json:"credits,omitempty"`
+	// Non-empty once: the address of the unix socket on which this
+	// incarnation takes replies to its calls directly from other plugins
+	// (frames of a varint length and an Envelope).
+	ReplyAddr     string `protobuf:"bytes,6,opt,name=reply_addr,json=replyAddr,proto3" json:"reply_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1242,6 +1257,13 @@ func (x *MailboxUp) GetCredits() uint32 {
 	return 0
 }
 
+func (x *MailboxUp) GetReplyAddr() string {
+	if x != nil {
+		return x.ReplyAddr
+	}
+	return ""
+}
+
 var File_vigil_proto protoreflect.FileDescriptor
 
 const file_vigil_proto_rawDesc = "" +
@@ -1285,7 +1307,7 @@ const file_vigil_proto_rawDesc = "" +
 	"\tttl_nanos\x18\b \x01(\x03R\bttlNanos\x12'\n" +
 	"\x0fremaining_nanos\x18\t \x01(\x03R\x0eremainingNanos\x12\x1a\n" +
 	"\battempts\x18\n" +
-	" \x01(\x05R\battempts\"\xcc\x02\n" +
+	" \x01(\x05R\battempts\"\xe9\x02\n" +
 	"\bDelivery\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
 	"\x05reply\x18\x02 \x01(\bR\x05reply\x12\x0e\n" +
@@ -1299,7 +1321,8 @@ const file_vigil_proto_rawDesc = "" +
 	"\tttl_nanos\x18\n" +
 	" \x01(\x03R\bttlNanos\x12'\n" +
 	"\x0fremaining_nanos\x18\v \x01(\x03R\x0eremainingNanos\x12\x1a\n" +
-	"\battempts\x18\f \x01(\x05R\battempts\"C\n" +
+	"\battempts\x18\f \x01(\x05R\battempts\x12\x1b\n" +
+	"\treply_via\x18\r \x01(\tR\breplyVia\"C\n" +
 	"\tWireError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1c\n" +
 	"\tsentinels\x18\x02 \x03(\tR\tsentinels\"I\n" +
@@ -1333,13 +1356,15 @@ const file_vigil_proto_rawDesc = "" +
 	"\tKIND_SEND\x10\x00\x12\x0e\n" +
 	"\n" +
 	"KIND_REPLY\x10\x01\x12\x12\n" +
-	"\x0eKIND_BROADCAST\x10\x02\"\xa2\x01\n" +
+	"\x0eKIND_BROADCAST\x10\x02\"\xc1\x01\n" +
 	"\tMailboxUp\x12\x12\n" +
 	"\x04acks\x18\x01 \x03(\x04R\x04acks\x12$\n" +
 	"\x05nacks\x18\x02 \x03(\v2\x0e.vigil.v1.NackR\x05nacks\x12+\n" +
 	"\x05sends\x18\x03 \x03(\v2\x15.vigil.v1.SendRequestR\x05sends\x12\x14\n" +
 	"\x05stats\x18\x04 \x03(\x04R\x05stats\x12\x18\n" +
-	"\acredits\x18\x05 \x01(\rR\acredits2\xaf\x01\n" +
+	"\acredits\x18\x05 \x01(\rR\acredits\x12\x1d\n" +
+	"\n" +
+	"reply_addr\x18\x06 \x01(\tR\treplyAddr2\xaf\x01\n" +
 	"\x06Worker\x121\n" +
 	"\x03Run\x12\x14.vigil.v1.RunRequest\x1a\x12.vigil.v1.RunEvent0\x01\x125\n" +
 	"\x04Stop\x12\x15.vigil.v1.StopRequest\x1a\x16.vigil.v1.StopResponse\x12;\n" +
