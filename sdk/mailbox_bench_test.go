@@ -250,3 +250,97 @@ func BenchmarkBuild(b *testing.B) {
 		benchBuild(b, i)
 	}
 }
+
+// BenchmarkMailboxVsChan runs the SendRecv comparisons paired: each
+// iteration passes a chunk of messages through the mailbox, then the same
+// through the channel, so both see the same machine state (a run of
+// BenchmarkSendRecv measures one, then the other, seconds apart), and
+// reports both costs per message and their ratio. Run it with
+// -benchtime=Nx.
+func BenchmarkMailboxVsChan(b *testing.B) {
+	const chunk = 100_000
+	for _, producers := range []int{1, 4} {
+		for _, kind := range []string{"built", "prebuilt"} {
+			name := map[int]string{1: "1p1c", 4: "4p1c"}[producers] + "/" + kind
+			b.Run(name, func(b *testing.B) {
+				prebuilt := kind == "prebuilt"
+				mb := NewMailbox(MailboxConfig{Capacity: benchCap, DefaultTTL: time.Minute})
+				ch := make(chan *Message, benchCap)
+				ctx := context.Background()
+				// Prebuilt: each producer's chunk share, reused every chunk
+				// (everything is received by the end of a chunk).
+				var sets [][]*Message
+				if prebuilt {
+					sets = make([][]*Message, producers)
+					for p := range sets {
+						sets[p] = make([]*Message, chunk/producers+1)
+						for i := range sets[p] {
+							sets[p][i] = benchBuild(b, i)
+						}
+					}
+				}
+				next := func(p, i int) *Message {
+					if prebuilt {
+						return sets[p][i]
+					}
+					return benchBuild(b, i)
+				}
+				run := func(send func(*Message), recv func() *Message) time.Duration {
+					var wg sync.WaitGroup
+					begin := time.Now()
+					for p := range producers {
+						n := chunk / producers
+						if p == 0 {
+							n += chunk % producers
+						}
+						wg.Go(func() {
+							for i := range n {
+								send(next(p, i))
+							}
+						})
+					}
+					n := 0
+					for range chunk {
+						n += len(recv().Payload())
+					}
+					sink = n
+					wg.Wait()
+					return time.Since(begin)
+				}
+				viaMailbox := func() time.Duration {
+					return run(func(m *Message) {
+						if err := mb.SendContext(ctx, m); err != nil {
+							b.Error(err)
+						}
+					}, func() *Message {
+						m, err := mb.ReceiveContext(ctx)
+						if err != nil {
+							b.Fatal(err)
+						}
+						return m
+					})
+				}
+				viaChan := func() time.Duration {
+					return run(func(m *Message) { ch <- m }, func() *Message { return <-ch })
+				}
+				viaMailbox() // warm-up: the rings grow once
+				viaChan()
+				var ours, base time.Duration
+				b.ResetTimer()
+				for i := 0; b.Loop(); i++ {
+					if i%2 == 0 { // alternate which goes first
+						ours += viaMailbox()
+						base += viaChan()
+					} else {
+						base += viaChan()
+						ours += viaMailbox()
+					}
+				}
+				n := float64(b.N * chunk)
+				b.ReportMetric(float64(ours.Nanoseconds())/n, "mailbox-ns/msg")
+				b.ReportMetric(float64(base.Nanoseconds())/n, "chan-ns/msg")
+				b.ReportMetric(float64(ours)/float64(base), "ratio")
+			})
+		}
+	}
+}

@@ -180,6 +180,10 @@ var rows = []row{
 	sendRecv("1p1c", "prebuilt"),
 	sendRecv("4p1c", "built"),
 	sendRecv("4p1c", "prebuilt"),
+	paired("1p1c", "built"),
+	paired("1p1c", "prebuilt"),
+	paired("4p1c", "built"),
+	paired("4p1c", "prebuilt"),
 	{
 		label:     "ping-pong between two goroutines: two inboxes",
 		ours:      metric{"BenchmarkPingPong/inbox", "ns/op"},
@@ -238,9 +242,25 @@ func sendRecv(shape, kind string) row {
 	producers := map[string]string{"1p1c": "1 producer", "4p1c": "4 producers"}[shape]
 	prefix := "BenchmarkSendRecv/" + shape + "/" + kind + "/"
 	return row{
-		label:     fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s", producers, kind),
+		label:     fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (separate runs)", producers, kind),
 		ours:      metric{prefix + "mailbox", "ns/op"},
 		base:      metric{prefix + "chan", "ns/op"},
+		baseLabel: "buffered channel",
+		format:    ns,
+		target:    target{limit: 1.0},
+	}
+}
+
+// paired is the same comparison from BenchmarkMailboxVsChan, which
+// alternates mailbox and channel chunks in one loop and reports the ratio.
+func paired(shape, kind string) row {
+	producers := map[string]string{"1p1c": "1 producer", "4p1c": "4 producers"}[shape]
+	name := "BenchmarkMailboxVsChan/" + shape + "/" + kind
+	return row{
+		label:     fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (alternating in one loop)", producers, kind),
+		ours:      metric{name, "mailbox-ns/msg"},
+		base:      metric{name, "chan-ns/msg"},
+		ratio:     metric{name, "ratio"},
 		baseLabel: "buffered channel",
 		format:    ns,
 		target:    target{limit: 1.0},
