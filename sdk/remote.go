@@ -199,7 +199,7 @@ func (r *remote) directReply(e *protocol.Envelope) {
 // replyDirect tries to send reply straight to the caller's reply socket
 // addr and reports whether it went.
 func (r *remote) replyDirect(addr string, reply *Message) bool {
-	if reply.ID() == "" || r.open() != nil {
+	if reply.ID() == "" || !protocol.ValidReplyAddr(addr) || r.open() != nil {
 		return false
 	}
 	env := EnvelopeFromMessage(reply, r.id)

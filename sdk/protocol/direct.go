@@ -234,25 +234,40 @@ func (d *ReplyDialer) Send(addr string, e *Envelope) error {
 	return nil
 }
 
-// conn returns the connection to addr, dialling it if there is none.
+// conn returns the connection to addr, dialling it if there is none (not
+// under d.mu: a slow dial holds up no send to another caller).
 func (d *ReplyDialer) conn(addr string) (*replyConn, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	rc, ok := d.conns[addr]
+	closed := d.closed
+	d.mu.Unlock()
+	switch {
+	case closed:
 		return nil, net.ErrClosed
-	}
-	if rc, ok := d.conns[addr]; ok {
+	case ok:
 		return rc, nil
 	}
 	c, err := net.DialTimeout("unix", addr, replyDialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	rc := &replyConn{c: c}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	if other, ok := d.conns[addr]; ok { // dialled meanwhile by another send
+		d.mu.Unlock()
+		_ = c.Close()
+		return other, nil
+	}
+	rc = &replyConn{c: c}
 	if d.conns == nil {
 		d.conns = map[string]*replyConn{}
 	}
 	d.conns[addr] = rc
+	d.mu.Unlock()
 	// The caller never writes: a read returns when it closed the
 	// connection (it exited), and the entry goes.
 	go func() {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -205,5 +206,43 @@ func TestValidReplyAddr(t *testing.T) {
 		if got := ValidReplyAddr(addr); got != want {
 			t.Errorf("ValidReplyAddr(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestDirectRepliesConcurrent sends from many goroutines at once through
+// one dialer: every reply arrives whole, and the dialer keeps one
+// connection per caller (a connection dialled by a losing race is closed).
+func TestDirectRepliesConcurrent(t *testing.T) {
+	socketDir(t)
+	sink := newReplySink()
+	l := listen(t, sink)
+	var d ReplyDialer
+	defer d.Close()
+	const senders, each = 8, 10
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				e := Envelope{ID: fmt.Sprintf("r%d-%d", g, i), CorrelationID: "c", Payload: make([]byte, 1000*g)}
+				if err := d.Send(l.Addr(), &e); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := sink.wait(t, senders*each)
+	seen := map[string]bool{}
+	for _, e := range got {
+		seen[e.ID] = true
+	}
+	if len(seen) != senders*each {
+		t.Fatalf("%d distinct replies of %d", len(seen), senders*each)
+	}
+	d.mu.Lock()
+	n := len(d.conns)
+	d.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the dialer holds %d connections to one caller, want 1", n)
 	}
 }
