@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +76,7 @@ type bridge struct {
 	repliesDropped atomic.Uint64
 	repliesRouted  atomic.Uint64                        // replies to workers that came through the host (not direct)
 	deliveryHook   func(worker string, d time.Duration) // Options.DeliveryHook; fixed after New
+	socketBase     string                               // where incarnations' socket directories are (Options.TempDir); fixed after New
 }
 
 func newBridge(logger hclog.Logger, window, poolWindow int) *bridge {
@@ -807,10 +812,16 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 	}
 }
 
-// setReplyAddr records the incarnation's direct reply address, if it is
-// one an SDK plugin would announce (protocol.ValidReplyAddr).
+// setReplyAddr records the incarnation's direct reply address if it is
+// one an SDK plugin would announce (protocol.ValidReplyAddr), in the
+// host's socket directories, and a socket (not a symlink to one). These
+// checks catch mistakes; they are no defence against a hostile plugin,
+// which runs as the host's user and can reach that user's sockets anyway.
 func (s *session) setReplyAddr(addr string) {
-	if !protocol.ValidReplyAddr(addr) {
+	base := filepath.Clean(s.b.socketBase)
+	fi, err := os.Lstat(addr)
+	if !protocol.ValidReplyAddr(addr) || !strings.HasPrefix(addr, base+string(filepath.Separator)) ||
+		err != nil || fi.Mode().Type() != fs.ModeSocket {
 		s.b.logger.Debug("ignored a reply address", "worker", s.id, "incarnation", s.n, "address", addr)
 		return
 	}
@@ -824,10 +835,14 @@ func (s *session) setReplyAddr(addr string) {
 // goes through the host, which hands it to every live incarnation of the
 // caller during a hot swap).
 func (b *bridge) replyVias(batch []*sdk.Message, vias []string) []string {
+	var lastTo, lastVia string // a batch's requests mostly come from one caller
 	for _, m := range batch {
 		via := ""
 		if to := m.ReplyTo(); to != "" && to != sdk.ReplyAddressHost && m.CorrelationID() != "" {
-			via = b.replyAddrOf(to)
+			if to != lastTo {
+				lastTo, lastVia = to, b.replyAddrOf(to)
+			}
+			via = lastVia
 		}
 		vias = append(vias, via)
 	}

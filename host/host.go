@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -193,6 +194,7 @@ func New(app *config.App, opts Options) (*Host, error) {
 		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{},
 		applied: map[string]*config.Worker{}, incs: map[string]*atomic.Uint64{}, incoming: map[string]*process.Child{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	h.bridge.deliveryHook = opts.DeliveryHook
+	h.bridge.socketBase = cmp.Or(opts.TempDir, os.TempDir())
 	h.logw = logw
 	var errs []error
 	h.bridge.setWorkers(app.Workers())

@@ -331,9 +331,11 @@ func (m *Message) Attempts() int { return int(m.attempts.Load()) }
 // request. Not safe for concurrent use: call it before sending.
 func (m *Message) SetCorrelationID(id string) { m.correlationID = id; m.resize() }
 
-// SetReplyTo sets the address replies should go to. Not safe for concurrent
-// use: call it before sending.
-func (m *Message) SetReplyTo(addr string) { m.replyTo = addr; m.resize() }
+// SetReplyTo sets the address replies should go to (on a received request,
+// it also drops the direct route back to the calling plugin, so that
+// [Runtime.Reply] answers the new address). Not safe for concurrent use:
+// call it before sending.
+func (m *Message) SetReplyTo(addr string) { m.replyTo, m.via = addr, ""; m.resize() }
 
 // String returns a short description for logs: id, sender, priority and,
 // when set, signal.

@@ -93,9 +93,12 @@ type remote struct {
 	late       atomic.Uint64
 
 	// direct replies (see protocol.ListenReplies): replies to this
-	// worker's calls that skip the host, and replies it sends that way.
-	replies *protocol.ReplyListener // nil: none (replies come through the host)
-	dialer  protocol.ReplyDialer
+	// worker's calls that skip the host (a listener started at the first
+	// call; nil: none, replies come through the host), and replies it
+	// sends that way.
+	listenOnce sync.Once
+	replies    atomic.Pointer[protocol.ReplyListener]
+	dialer     protocol.ReplyDialer
 }
 
 type delivery struct {
@@ -138,14 +141,6 @@ func (r *remote) open() error {
 		}
 		r.stream, r.cancel = s, cancel
 		r.done, r.readDone = make(chan struct{}), make(chan struct{})
-		// Take replies directly if a socket can be had; the address goes
-		// to the host with the first frame, ahead of any call.
-		if ln, err := protocol.ListenReplies(r.directReply); err == nil {
-			r.replies = ln
-			r.omu.Lock()
-			r.out.ReplyAddr = ln.Addr()
-			r.omu.Unlock()
-		}
 		r.ackTimer = time.AfterFunc(time.Hour, r.ackTimerFired)
 		r.ackTimer.Stop()
 		go r.reader()
@@ -169,10 +164,36 @@ func (r *remote) fail(err error) {
 	r.pmu.Unlock()
 	r.ackTimer.Stop()
 	r.cancel()
-	if r.replies != nil {
-		r.replies.Close()
+	if l := r.replies.Load(); l != nil {
+		l.Close()
 	}
 	r.dialer.Close()
+}
+
+// listenReplies starts taking replies directly, once, at the worker's
+// first call (r is open): the address goes to the host in the frame of
+// that call's request, which the host reads before routing the request.
+// If no socket can be had, replies come through the host.
+func (r *remote) listenReplies() {
+	r.listenOnce.Do(func() {
+		l, err := protocol.ListenReplies(r.directReply)
+		if err != nil {
+			return
+		}
+		r.pmu.Lock()
+		select {
+		case <-r.done: // failed meanwhile: fail has looked for a listener already
+			r.pmu.Unlock()
+			l.Close()
+			return
+		default:
+		}
+		r.replies.Store(l)
+		r.pmu.Unlock()
+		r.omu.Lock()
+		r.out.ReplyAddr = l.Addr()
+		r.omu.Unlock()
+	})
 }
 
 // answer hands a reply to the call waiting for it, or drops it if that
@@ -781,6 +802,7 @@ func (rt *Runtime) Call(ctx context.Context, to string, m *Message, timeout time
 	if err := r.open(); err != nil {
 		return nil, err
 	}
+	r.listenReplies()
 	corr := r.callPrefix + strconv.FormatUint(r.seq.Add(1), 16)
 	m.SetCorrelationID(corr)
 	m.SetReplyTo(rt.id)
@@ -829,9 +851,12 @@ func (rt *Runtime) Call(ctx context.Context, to string, m *Message, timeout time
 // address, the reply goes directly to it over a local socket (one process
 // hop less); otherwise, or if that fails, through the host, which hands it
 // to the waiting call (worker or host). A reply nobody waits for any more
-// (the call timed out, or its worker is gone) is dropped. Replies are
-// fire-and-forget: Reply does not wait for the caller and returns only
-// local errors: one wrapping
+// (the call timed out, or its worker is gone) is dropped, and nothing
+// orders a reply with other messages from the same worker to the caller.
+// Replies are fire-and-forget: Reply waits for no answer, only, on the
+// direct route, for the local socket to take the reply (at most about 2 s,
+// when the calling plugin has stopped reading, before it falls back on the
+// host), and returns only local errors: one wrapping
 // [ErrInvalidMessage] when req has no reply-to, [ErrMessageTooLarge], or
 // [ErrInboxClosed] when the connection to the host is gone. ctx is not
 // waited on.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,12 +40,17 @@ import (
 // directory.
 const replySocketName = "vigil-reply"
 
-// ValidReplyAddr reports whether addr is a reply address a plugin of this
-// SDK would announce: an absolute path to a socket named as
-// [ListenReplies] names it, not too long. The host passes on no other
-// address, so a plugin cannot make others dial an arbitrary socket.
+// ValidReplyAddr reports whether addr has the shape of a reply address a
+// plugin of this SDK announces: an absolute, clean path (no "..", no NUL,
+// which the kernel would cut the path at) to a file named as
+// [ListenReplies] names it, short enough for a socket. The host passes on
+// no other address (and checks more: see the host's bridge), and the
+// answering plugin checks it again before dialling. It is a guard against
+// mistakes, not against a hostile plugin, which runs with the host's user
+// and can reach any socket that user can anyway.
 func ValidReplyAddr(addr string) bool {
-	return filepath.IsAbs(addr) && filepath.Base(addr) == replySocketName && len(addr) <= maxSocketPath
+	return filepath.IsAbs(addr) && filepath.Clean(addr) == addr && !strings.ContainsRune(addr, 0) &&
+		filepath.Base(addr) == replySocketName && len(addr) <= maxSocketPath
 }
 
 // maxSocketPath bounds a unix socket path (108 bytes with the NUL on
@@ -57,6 +63,10 @@ const replyWriteTimeout = time.Second
 
 // replyDialTimeout bounds a dial of a caller's reply socket.
 const replyDialTimeout = time.Second
+
+// maxKeptBuffer bounds the frame buffer a reply connection keeps between
+// frames (on either side); larger frames get a buffer of their own.
+const maxKeptBuffer = 64 << 10
 
 // ErrReplyAddr is returned by [ListenReplies] when no usable socket path
 // exists (no writable socket directory, or a path too long).
@@ -121,7 +131,12 @@ func (l *ReplyListener) accept() {
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			return // closed
+			// Closed, or failing (e.g. out of file descriptors): stop
+			// listening for good, which also removes the socket file, so
+			// that dials fail and repliers go through the host rather than
+			// writing into a backlog nobody accepts.
+			_ = l.ln.Close()
+			return
 		}
 		l.mu.Lock()
 		if l.closed {
@@ -147,18 +162,24 @@ func (l *ReplyListener) serve(c net.Conn) {
 		_ = c.Close()
 	}()
 	r := bufio.NewReader(c)
-	var buf []byte
+	small := make([]byte, 0, maxKeptBuffer)
 	for {
 		n, err := binary.ReadUvarint(r)
 		if err != nil || n > MaxMessageSize {
 			return
 		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return
+		var buf []byte
+		if n <= maxKeptBuffer {
+			buf = small[:n]
+			if _, err := io.ReadFull(r, buf); err != nil {
+				return
+			}
+		} else {
+			// A large frame: memory grows with the bytes that arrive, not
+			// with the length claimed, and is not kept.
+			if buf, err = io.ReadAll(io.LimitReader(r, int64(n))); err != nil || uint64(len(buf)) != n {
+				return
+			}
 		}
 		var p pb.Envelope
 		if err := proto.Unmarshal(buf, &p); err != nil {
@@ -199,31 +220,52 @@ type ReplyDialer struct {
 }
 
 type replyConn struct {
-	mu  sync.Mutex // one frame at a time
-	c   net.Conn
-	buf []byte
+	mu     sync.Mutex // one frame at a time
+	c      net.Conn
+	buf    []byte
+	broken bool // a write failed, perhaps midway: no frame may follow
 }
 
+// errBrokenReplyConn is returned for a send on a connection whose last
+// write failed.
+var errBrokenReplyConn = errors.New("vigil: reply connection broken")
+
 // Send writes e as one frame to the reply socket at addr, dialling it
-// first if needed. It blocks for at most about two seconds (a dial and a
-// write, each bounded). On error the reply was not delivered, or only
-// partly, which the caller's listener discards: send it through the host
-// instead.
+// first if needed. It returns at once when the caller reads; otherwise it
+// blocks for at most about two seconds (a dial and a write, each bounded).
+// On error the reply was not delivered, or only partly, which the caller's
+// listener discards (the connection is closed before any other frame can
+// follow the partial one): send it through the host instead.
 func (d *ReplyDialer) Send(addr string, e *Envelope) error {
-	b, err := proto.Marshal(envToPB(e))
-	if err != nil {
-		return err
-	}
 	rc, err := d.conn(addr)
 	if err != nil {
 		return err
 	}
 	rc.mu.Lock()
-	rc.buf = protowire.AppendVarint(rc.buf[:0], uint64(len(b)))
-	rc.buf = append(rc.buf, b...)
+	if rc.broken {
+		rc.mu.Unlock()
+		return errBrokenReplyConn
+	}
+	// The frame: a length, then the envelope, marshalled in place after
+	// room for the longest length.
+	var zeros [binary.MaxVarintLen64]byte
+	const room = len(zeros)
+	b, err := proto.MarshalOptions{}.MarshalAppend(append(rc.buf[:0], zeros[:]...), envToPB(e))
+	if err != nil {
+		rc.mu.Unlock()
+		return err
+	}
+	n := len(b) - room
+	start := room - protowire.SizeVarint(uint64(n))
+	protowire.AppendVarint(b[start:start], uint64(n))
 	_ = rc.c.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
-	_, err = rc.c.Write(rc.buf)
-	if cap(rc.buf) > 64<<10 {
+	_, err = rc.c.Write(b[start:])
+	if err != nil {
+		rc.broken = true
+		_ = rc.c.Close() // before unlocking: nothing may follow a partial frame
+	}
+	rc.buf = b[:0]
+	if cap(rc.buf) > maxKeptBuffer {
 		rc.buf = nil // keep no large buffer per caller
 	}
 	rc.mu.Unlock()

@@ -120,19 +120,28 @@ func TestDirectReplies(t *testing.T) {
 		t.Fatalf("after a malformed frame: got %+v", got[len(got)-1])
 	}
 
-	// The caller goes away: the dialer's connection goes, and sends fail
-	// (the answering side then replies through the host).
+	// A frame cut short by its writer is never handed out.
+	c, err = net.Dial("unix", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte{100, 1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := d.Send(l.Addr(), &Envelope{ID: "r4", CorrelationID: "call-4"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.wait(t, 1); len(got) != 4 || got[3].ID != "r4" {
+		t.Fatalf("after a cut frame: got %d replies, last %+v", len(got), got[len(got)-1])
+	}
+
+	// The caller goes away: sends fail at once (the connection's peer is
+	// closed, and the socket file is gone for a new dial), and the
+	// answering side then replies through the host.
 	l.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := d.Send(l.Addr(), &Envelope{ID: "r4", CorrelationID: "call-4"})
-		if err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sends to a closed listener kept succeeding")
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline: the close reaches the dialer asynchronously
+	if err := d.Send(l.Addr(), &Envelope{ID: "r5", CorrelationID: "call-5"}); err == nil {
+		t.Fatal("a send to a closed listener succeeded")
 	}
 	if _, err := os.Stat(l.Addr()); !os.IsNotExist(err) {
 		t.Errorf("socket file after Close: %v", err)
@@ -199,6 +208,9 @@ func TestValidReplyAddr(t *testing.T) {
 		"tmp/vigil-reply":                               false,
 		"/var/run/docker.sock":                          false, // not an SDK reply socket
 		"/tmp/vigil-reply/x":                            false,
+		"/var/run/docker.sock\x00/vigil-reply":          false, // the kernel would stop at the NUL
+		"/tmp/v1/../../var/vigil-reply":                 false, // not clean
+		"/tmp/v1//vigil-reply":                          false,
 		"/" + strings.Repeat("d", 100) + "/vigil-reply": false, // too long for a socket
 		"": false,
 	}
@@ -244,5 +256,60 @@ func TestDirectRepliesConcurrent(t *testing.T) {
 	d.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("the dialer holds %d connections to one caller, want 1", n)
+	}
+}
+
+// TestDirectReplyToACallerThatDoesNotRead: a caller that stops reading
+// makes a send fail within the write timeout, not block; the connection
+// is then closed (no frame may follow a partial one) and dropped, and the
+// next send dials afresh.
+func TestDirectReplyToACallerThatDoesNotRead(t *testing.T) {
+	dir := socketDir(t)
+	addr := filepath.Join(dir, replySocketName)
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c // held open, never read
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	var d ReplyDialer
+	defer d.Close()
+	big := &Envelope{ID: "big", CorrelationID: "c", Payload: make([]byte, 4<<20)}
+	begin := time.Now()
+	var sendErr error
+	for range 16 { // 64 MiB at most: far beyond any socket buffer
+		if sendErr = d.Send(addr, big); sendErr != nil {
+			break
+		}
+	}
+	if sendErr == nil {
+		t.Fatal("16 sends of 4 MiB to a caller that never reads all succeeded")
+	}
+	if took := time.Since(begin); took > 3*replyWriteTimeout {
+		t.Fatalf("the failing send took %v (write timeout %v)", took, replyWriteTimeout)
+	}
+	d.mu.Lock()
+	n := len(d.conns)
+	d.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("the dialer kept %d broken connections", n)
+	}
+	if err := d.Send(addr, &Envelope{ID: "small", CorrelationID: "c"}); err != nil {
+		t.Fatalf("a new send after a broken connection: %v", err)
 	}
 }
