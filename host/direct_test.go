@@ -24,20 +24,7 @@ import (
 // successor cannot dial the caller and falls back. No call fails either
 // way.
 func TestWorkerCallRepliesDirectly(t *testing.T) {
-	r := serveHost(t, `
-app "d" {
-  worker "echo" {
-    plugin = "{P}/echo"
-    config { interval = "1h" }
-  }
-  worker "caller" {
-    plugin = "{P}/producer"
-    config {
-      mode = "bench"
-      to   = "echo"
-    }
-  }
-}`, Options{}, nil)
+	r := serveHost(t, profiled(callBenchApp), Options{}, nil) // echo, and a caller in bench mode
 	ctx := context.Background()
 	calls := func(n int) {
 		t.Helper()
