@@ -38,7 +38,7 @@ func TestWorkerCallRepliesDirectly(t *testing.T) {
 			t.Fatalf("caller answered %q (%v)", rep.Payload(), err)
 		}
 	}
-	routed := func() uint64 { return r.h.bridge.repliesRouted.Load() }
+	routed := r.h.RepliesRouted
 
 	calls(20)
 	if got := routed(); got != 0 {
