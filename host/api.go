@@ -61,7 +61,7 @@ func (h *Host) RepliesDropped() uint64 { return h.bridge.repliesDropped.Load() }
 
 // RepliesRouted counts replies to workers' calls that came through the
 // host rather than straight from the answering plugin (see the README's
-// direct replies): those to a caller being hot-swapped, from plugins of an
-// older SDK, and those whose direct route failed. Safe for concurrent use;
+// direct replies): those from or to plugins of an older SDK, and those
+// whose direct route failed. Safe for concurrent use;
 // never blocks.
 func (h *Host) RepliesRouted() uint64 { return h.bridge.repliesRouted.Load() }

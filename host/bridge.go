@@ -316,10 +316,17 @@ func (b *bridge) call(ctx context.Context, to string, m *sdk.Message, timeout ti
 	}
 }
 
-// route applies one send of worker from.
-func (b *bridge) route(from string, req *protocol.SendRequest) error {
+// route applies one send of worker from; via is the direct reply
+// address of the incarnation that sent it ("" if none).
+func (b *bridge) route(from, via string, req *protocol.SendRequest) error {
 	if req.Msg.Sender == "" {
 		req.Msg.Sender = from
+	}
+	// Only the host says where a reply may go directly: to the incarnation
+	// that sent the request, if the request asks for replies to its worker.
+	req.Msg.ReplyVia = ""
+	if req.Kind != protocol.SendReply && req.Msg.ReplyTo == from && req.Msg.CorrelationID != "" {
+		req.Msg.ReplyVia = via
 	}
 	m, err := sdk.MessageFromEnvelope(&req.Msg)
 	if err != nil {
@@ -646,7 +653,7 @@ func (s *session) read() error {
 		var results []protocol.SendResult
 		for i := range u.Sends {
 			req := &u.Sends[i]
-			err := s.b.route(s.id, req)
+			err := s.b.route(s.id, s.replyVia(), req)
 			if err != nil && req.Seq == 0 {
 				s.b.logger.Debug("fire-and-forget send failed", "from", s.id, "to", req.To, "error", err)
 			}
@@ -753,7 +760,6 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		}
 	}
 	batch := make([]*sdk.Message, 0, maxBatch)
-	vias := make([]string, 0, maxBatch)
 	for {
 		for s.bytes.Load() >= MailboxWindowBytes {
 			select {
@@ -787,7 +793,6 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 			size += m.Size()
 		}
 		credits.release(n - len(batch))
-		vias = s.b.replyVias(batch, vias[:0])
 		// The plugin returns its acks at once only when the host waits
 		// for them: the window is used up (else it may hold them for the
 		// next frame it sends anyway, a reply typically).
@@ -800,11 +805,11 @@ func (s *session) push(mb *sdk.Mailbox, credits *window) {
 		s.reuseLocked()
 		s.out.AcksWanted = s.out.AcksWanted || wanted
 		s.bytes.Add(int64(size))
-		for i, m := range batch {
+		for _, m := range batch {
 			tag := s.tags.add(tagged{mb: mb, id: m.ID(), size: m.Size(), credits: credits, pushed: now})
-			env := sdk.EnvelopeFromMessage(m, m.Sender())
+			env := sdk.EnvelopeFromMessage(m, m.Sender()) // with the request's ReplyVia, set by route
 			env.Attempts = int32(m.Attempts())
-			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: tag, Msg: env, ReplyVia: vias[i]})
+			s.out.Deliveries = append(s.out.Deliveries, protocol.Delivery{Tag: tag, Msg: env})
 		}
 		s.mu.Unlock()
 		clear(batch)
@@ -828,45 +833,9 @@ func (s *session) setReplyAddr(addr string) {
 	s.replyAddr.Store(&addr)
 }
 
-// replyVias appends, for each message of batch, the direct reply address
-// to pass on with it (protocol.Delivery.ReplyVia): for a request (a
-// correlation ID and a worker as reply-to) whose caller has exactly one
-// live incarnation, that incarnation's reply address; else "" (the reply
-// goes through the host, which hands it to every live incarnation of the
-// caller during a hot swap).
-func (b *bridge) replyVias(batch []*sdk.Message, vias []string) []string {
-	var lastTo, lastVia string // a batch's requests mostly come from one caller
-	for _, m := range batch {
-		via := ""
-		if to := m.ReplyTo(); to != "" && to != sdk.ReplyAddressHost && m.CorrelationID() != "" {
-			if to != lastTo {
-				lastTo, lastVia = to, b.replyAddrOf(to)
-			}
-			via = lastVia
-		}
-		vias = append(vias, via)
-	}
-	return vias
-}
-
-// replyAddrOf returns the reply address of worker id's only live
-// incarnation, or "".
-func (b *bridge) replyAddrOf(id string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var only *session
-	for _, s := range b.sessions[id] {
-		if s.isLive() {
-			if only != nil {
-				return ""
-			}
-			only = s
-		}
-	}
-	if only == nil {
-		return ""
-	}
-	if p := only.replyAddr.Load(); p != nil {
+// replyVia returns the incarnation's direct reply address, or "".
+func (s *session) replyVia() string {
+	if p := s.replyAddr.Load(); p != nil {
 		return *p
 	}
 	return ""

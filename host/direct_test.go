@@ -7,14 +7,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vigil-run/vigil/host/config"
 	"github.com/vigil-run/vigil/sdk"
+	"github.com/vigil-run/vigil/sdk/protocol"
 )
 
 // TestWorkerCallRepliesDirectly checks, with real plugin processes, that
@@ -44,7 +45,13 @@ func TestWorkerCallRepliesDirectly(t *testing.T) {
 	if got := routed(); got != 0 {
 		t.Fatalf("%d of 20 replies came through the host, want 0 (direct)", got)
 	}
-	addr := r.h.bridge.replyAddrOf("caller")
+	b := r.h.bridge
+	b.mu.Lock()
+	var addr string
+	for _, s := range b.sessions["caller"] {
+		addr = s.replyVia()
+	}
+	b.mu.Unlock()
 	if addr == "" {
 		t.Fatal("the caller announced no reply address")
 	}
@@ -69,34 +76,44 @@ func TestWorkerCallRepliesDirectly(t *testing.T) {
 	}
 }
 
-// TestReplyAddresses checks what the host passes on as a caller's direct
-// reply address: only a socket named as the SDK names it, inside the
-// host's socket directories, announced by the caller's only live
-// incarnation (during a hot swap, two are live, and replies go through the
-// host to both).
+// TestReplyAddresses checks which reply addresses the host accepts from an
+// incarnation (only a socket named as the SDK names it, inside the host's
+// socket directories), and that it stamps each request with the address of
+// the incarnation that sent it — so during a hot swap each incarnation's
+// calls are answered straight back to it — and nothing else: not a message
+// whose reply-to names another worker, not a reply, and not an address a
+// plugin put in its own send.
 func TestReplyAddresses(t *testing.T) {
 	base := shortTempDir(t)
 	b := newBridge(hclog.NewNullLogger(), 8, 2)
 	b.socketBase = base
-	mkdir := func(parts ...string) string {
+	b.setWorkers([]*config.Worker{{Name: "caller", IDs: []string{"caller"}}, {Name: "echo", IDs: []string{"echo"}}})
+	socket := func(parts ...string) string {
 		t.Helper()
 		dir := filepath.Join(append([]string{base}, parts...)...)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		return dir
+		path := filepath.Join(dir, "vigil-reply")
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return path
 	}
-	sock := filepath.Join(mkdir("v1", "plugin-dir1"), "vigil-reply")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
+	sock1, sock2 := socket("v1", "plugin-dir1"), socket("v2", "plugin-dir2")
+	link := filepath.Join(base, "v3", "vigil-reply")
+	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	link := filepath.Join(mkdir("v2"), "vigil-reply")
-	if err := os.Symlink(sock, link); err != nil {
+	if err := os.Symlink(sock1, link); err != nil {
 		t.Fatal(err)
 	}
-	plain := filepath.Join(mkdir("v3"), "vigil-reply")
+	plain := filepath.Join(base, "v4", "vigil-reply")
+	if err := os.MkdirAll(filepath.Dir(plain), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(plain, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -108,56 +125,62 @@ func TestReplyAddresses(t *testing.T) {
 	}
 	t.Cleanup(func() { oln.Close() })
 
-	live := func(n uint64) *session {
-		s := &session{b: b, id: "caller", n: n, live: make(chan struct{})}
-		close(s.live)
-		return s
-	}
-	tests := map[string]struct {
+	accepted := map[string]struct {
 		addr string
 		want string
 	}{
-		"the caller's socket":            {sock, sock},
+		"the incarnation's socket":       {sock1, sock1},
 		"a symlink to it":                {link, ""},
 		"not a socket":                   {plain, ""},
 		"outside the socket directories": {outside, ""},
 		"missing":                        {filepath.Join(base, "v9", "vigil-reply"), ""},
 		"wrong name":                     {filepath.Join(base, "v1", "plugin-dir1"), ""},
-		"NUL":                            {sock + "\x00/vigil-reply", ""},
+		"NUL":                            {sock1 + "\x00/vigil-reply", ""},
 	}
-	for name, tc := range tests {
+	for name, tc := range accepted {
 		t.Run(name, func(t *testing.T) {
-			s := live(1)
-			b.mu.Lock()
-			b.sessions["caller"] = []*session{s}
-			b.mu.Unlock()
+			s := &session{b: b, id: "caller", n: 1}
 			s.setReplyAddr(tc.addr)
-			if got := b.replyAddrOf("caller"); got != tc.want {
-				t.Fatalf("replyAddrOf = %q, want %q", got, tc.want)
+			if got := s.replyVia(); got != tc.want {
+				t.Fatalf("recorded %q, want %q", got, tc.want)
 			}
 		})
 	}
 
-	one := live(1)
-	one.setReplyAddr(sock)
-	req := sdk.Msg("q").MustBuild()
-	req.SetCorrelationID("c1")
-	req.SetReplyTo("caller")
-	toHost := sdk.Msg("q").MustBuild()
-	toHost.SetCorrelationID("c2")
-	toHost.SetReplyTo(sdk.ReplyAddressHost)
-	plainMsg := sdk.Msg("p").MustBuild()
-	batch := []*sdk.Message{req, toHost, plainMsg}
-	b.mu.Lock()
-	b.sessions["caller"] = []*session{one}
-	b.mu.Unlock()
-	if got := b.replyVias(batch, nil); !slices.Equal(got, []string{sock, "", ""}) {
-		t.Fatalf("one live incarnation: vias %q", got)
+	// Two incarnations of caller (a hot swap), each with its socket.
+	old, next := &session{b: b, id: "caller", n: 1}, &session{b: b, id: "caller", n: 2}
+	old.setReplyAddr(sock1)
+	next.setReplyAddr(sock2)
+	echo := b.box("echo")
+	send := func(s *session, kind protocol.SendKind, to, replyTo, corr, claimed string) string {
+		t.Helper()
+		req := &protocol.SendRequest{To: to, Kind: kind, Msg: protocol.Envelope{
+			ID: sdk.NewMessageID(), Payload: []byte("q"), ReplyTo: replyTo, CorrelationID: corr, ReplyVia: claimed}}
+		if err := b.route(s.id, s.replyVia(), req); err != nil {
+			t.Fatal(err)
+		}
+		m, err := echo.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sdk.EnvelopeFromMessage(m, "").ReplyVia
 	}
-	b.mu.Lock()
-	b.sessions["caller"] = []*session{one, live(2)} // a hot swap under way
-	b.mu.Unlock()
-	if got := b.replyVias(batch, nil); !slices.Equal(got, []string{"", "", ""}) {
-		t.Fatalf("two live incarnations: vias %q", got)
+	for name, tc := range map[string]struct {
+		from                   *session
+		replyTo, corr, claimed string
+		want                   string
+	}{
+		"a call of the old incarnation": {old, "caller", "c1", "", sock1},
+		"a call of the new one":         {next, "caller", "c2", "", sock2},
+		"an address the plugin claims":  {old, "caller", "c3", "/tmp/x/vigil-reply", sock1},
+		"reply-to another worker":       {old, "echo", "c4", sock1, ""},
+		"no correlation ID":             {old, "caller", "", "", ""},
+		"no reply-to":                   {next, "", "c5", sock2, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := send(tc.from, protocol.SendPlain, "echo", tc.replyTo, tc.corr, tc.claimed); got != tc.want {
+				t.Fatalf("delivered with reply address %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

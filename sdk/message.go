@@ -156,9 +156,11 @@ type Message struct {
 	correlationID string
 	replyTo       string
 	ttl           time.Duration
-	// via is the caller's direct reply address of a request a plugin
-	// received (protocol.Delivery.ReplyVia): [Runtime.Reply] tries it
-	// before the route through the host. Never sent on.
+	// via is the direct reply address of the incarnation that sent this
+	// request (protocol.Envelope.ReplyVia): the host sets it when it routes
+	// the request, keeps it in the mailbox and passes it on, and
+	// [Runtime.Reply] in the receiving plugin tries it before the route
+	// through the host.
 	via   string
 	idBuf [maxGenIDLen]byte // backing store of a generated id: one allocation per message
 	_     [23]byte

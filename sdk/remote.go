@@ -888,7 +888,7 @@ func EnvelopeFromMessage(m *Message, from string) protocol.Envelope {
 	}
 	return protocol.Envelope{
 		ID: m.ID(), Sender: sender, Payload: m.Payload(), CorrelationID: m.CorrelationID(), ReplyTo: m.ReplyTo(),
-		Priority: int32(m.Priority()), Signal: int32(m.Signal()), TTL: m.TTL(), Remaining: remaining,
+		Priority: int32(m.Priority()), Signal: int32(m.Signal()), TTL: m.TTL(), Remaining: remaining, ReplyVia: m.via,
 	}
 }
 
@@ -908,5 +908,6 @@ func MessageFromEnvelope(e *protocol.Envelope) (*Message, error) {
 	if e.ReplyTo != "" {
 		m.SetReplyTo(e.ReplyTo)
 	}
+	m.via = e.ReplyVia
 	return m, nil
 }

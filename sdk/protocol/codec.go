@@ -293,7 +293,7 @@ func (f *downFrame) marshal() (mem.BufferSlice, error) {
 
 func (dl *Delivery) checkUTF8() error {
 	e := &dl.Msg
-	for _, s := range [...]string{e.ID, e.Sender, e.CorrelationID, e.ReplyTo, dl.ReplyVia} {
+	for _, s := range [...]string{e.ID, e.Sender, e.CorrelationID, e.ReplyTo, e.ReplyVia} {
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("vigil: message %q: string field contains invalid UTF-8", e.ID)
 		}
@@ -326,7 +326,7 @@ func (dl *Delivery) size() int {
 		n += 1 + protowire.SizeBytes(len(e.Payload))
 	}
 	return n + sizeVarint(uint64(int64(e.Priority))) + sizeVarint(uint64(int64(e.Signal))) + sizeVarint(uint64(e.TTL)) +
-		sizeVarint(uint64(e.Remaining)) + sizeVarint(uint64(int64(e.Attempts))) + sizeString(dl.ReplyVia)
+		sizeVarint(uint64(e.Remaining)) + sizeVarint(uint64(int64(e.Attempts))) + sizeString(e.ReplyVia)
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {
@@ -366,7 +366,7 @@ func (dl *Delivery) append(b []byte) []byte {
 	b = appendVarint(b, 10, uint64(e.TTL))
 	b = appendVarint(b, 11, uint64(e.Remaining))
 	b = appendVarint(b, 12, uint64(int64(e.Attempts)))
-	return appendString(b, 13, dl.ReplyVia)
+	return appendString(b, 13, e.ReplyVia)
 }
 
 // SendFrame sends one frame like [HostStream.Send], with the same bytes

@@ -41,7 +41,8 @@ func decodeByHand(b []byte) (*Down, error) {
 		got = append(got, Delivery{Tag: v.Tag, Reply: v.Reply, Msg: Envelope{
 			ID: cp(v.ID), Sender: cp(v.Sender), Payload: payload, CorrelationID: cp(v.CorrelationID), ReplyTo: cp(v.ReplyTo),
 			Priority: v.Priority, Signal: v.Signal, TTL: v.TTL, Remaining: v.Remaining, Attempts: v.Attempts,
-		}, ReplyVia: cp(v.ReplyVia)})
+			ReplyVia: cp(v.ReplyVia),
+		}})
 	}}
 	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &sink); err != nil {
 		return nil, err
@@ -86,11 +87,11 @@ func sameDown(t *testing.T, what string, got, want *Down) {
 
 func TestFrameCodec(t *testing.T) {
 	full := Envelope{ID: "m-1", Sender: "client", Payload: []byte("hello"), CorrelationID: "corr", ReplyTo: "@host",
-		Priority: -2, Signal: 7, TTL: 5 * time.Second, Remaining: 4 * time.Second, Attempts: 3}
+		Priority: -2, Signal: 7, TTL: 5 * time.Second, Remaining: 4 * time.Second, Attempts: 3, ReplyVia: "/tmp/v1/plugin-dir2/vigil-reply"}
 	tests := map[string]*Down{
 		"empty":       {},
 		"acks wanted": {AcksWanted: true},
-		"one full":    {Deliveries: []Delivery{{Tag: 1, Msg: full, ReplyVia: "/tmp/v1/plugin-dir2/reply"}}},
+		"one full":    {Deliveries: []Delivery{{Tag: 1, Msg: full}}},
 		"reply":       {Deliveries: []Delivery{{Reply: true, Msg: Envelope{ID: "r", CorrelationID: "c"}}}},
 		"zero fields": {Deliveries: []Delivery{{Msg: Envelope{}}, {Tag: 1 << 40, Msg: Envelope{ID: "x", Priority: 1 << 30, Attempts: -1, Remaining: -1}}}},
 		"big payload": {Deliveries: []Delivery{{Tag: 7, Msg: Envelope{ID: "big", Payload: bytes.Repeat([]byte{1}, 200_000)}}}, AcksWanted: true},
@@ -213,7 +214,7 @@ func FuzzFrameCodec(f *testing.F) {
 		d := &Down{AcksWanted: wanted, Deliveries: []Delivery{{Tag: tag, Reply: reply, Msg: Envelope{ID: id, Sender: sender, Payload: payload,
 			CorrelationID: corr, ReplyTo: replyTo, Priority: prio, Signal: sig, TTL: time.Duration(ttl), Remaining: time.Duration(remaining), Attempts: attempts}}}}
 		if !reply {
-			d.Deliveries[0].ReplyVia = sender // the signature stays that of the committed corpus
+			d.Deliveries[0].Msg.ReplyVia = sender // the signature stays that of the committed corpus
 		}
 		want, werr := proto.Marshal(downToPB(d))
 		got, gerr := encodeByHand(t, d)

@@ -27,9 +27,9 @@ import (
 // host: a plugin that makes calls listens on a unix socket
 // ([ListenReplies]) in the private socket directory go-plugin gave it, and
 // announces the address once on its mailbox stream ([Up.ReplyAddr]). The
-// host passes that address on with the plugin's requests
-// ([Delivery.ReplyVia]) while the caller has one live incarnation, and the
-// plugin that answers writes the reply there ([ReplyDialer]): one process
+// host passes that address on with the requests of that incarnation
+// ([Envelope.ReplyVia], which only the host sets), and the plugin that
+// answers writes the reply there ([ReplyDialer]): one process
 // hop less per round trip. Whatever fails (no address, a refused dial, a
 // broken connection) falls back on the route through the host, which
 // always works.

@@ -37,6 +37,13 @@ type Envelope struct {
 	// Attempts counts deliveries so far, this one included (host to
 	// plugin only).
 	Attempts int32
+	// ReplyVia is, on a request, the direct reply address of the
+	// incarnation that sent it ([Up.ReplyAddr]), set by the host, which
+	// vouches for it, and passed on to the plugin that receives the
+	// request (Delivery field reply_via): that plugin may send the reply
+	// there with a [ReplyDialer] instead of through the host. Host to
+	// plugin only: not encoded in a plugin's [SendRequest].
+	ReplyVia string
 }
 
 // Size is the envelope's approximate encoded size in bytes.
@@ -52,11 +59,6 @@ type Delivery struct {
 	// Reply is true for a reply to a call made by this incarnation.
 	Reply bool
 	Msg   Envelope
-	// ReplyVia, set by the host on a request whose caller takes replies
-	// directly, is that caller's reply address ([Up.ReplyAddr]): the
-	// plugin may send the reply there with a [ReplyDialer] instead of
-	// through the host.
-	ReplyVia string
 }
 
 // SendResult answers one [SendRequest]: Err is nil on success, else an
@@ -129,7 +131,7 @@ type Up struct {
 	Credits uint32
 	// ReplyAddr, non-empty once, is the address of the incarnation's
 	// [ReplyListener]: the host passes it on with the incarnation's
-	// requests ([Delivery.ReplyVia]) so that their replies can come
+	// requests ([Envelope.ReplyVia]) so that their replies can come
 	// straight back.
 	ReplyAddr string
 }
@@ -201,7 +203,7 @@ func downToPB(d *Down) *pb.MailboxDown {
 			p.Tag, p.Reply = dl.Tag, dl.Reply
 			p.Id, p.Sender, p.Payload, p.CorrelationId, p.ReplyTo = e.ID, e.Sender, e.Payload, e.CorrelationID, e.ReplyTo
 			p.Priority, p.Signal, p.TtlNanos, p.RemainingNanos, p.Attempts = e.Priority, e.Signal, int64(e.TTL), int64(e.Remaining), e.Attempts
-			p.ReplyVia = dl.ReplyVia
+			p.ReplyVia = e.ReplyVia
 			out.Deliveries[i] = p
 		}
 	}
@@ -222,8 +224,8 @@ func downFromPB(p *pb.MailboxDown) *Down {
 			d.Deliveries[i] = Delivery{Tag: dl.GetTag(), Reply: dl.GetReply(), Msg: Envelope{
 				ID: dl.GetId(), Sender: dl.GetSender(), Payload: dl.GetPayload(), CorrelationID: dl.GetCorrelationId(),
 				ReplyTo: dl.GetReplyTo(), Priority: dl.GetPriority(), Signal: dl.GetSignal(), TTL: time.Duration(dl.GetTtlNanos()),
-				Remaining: time.Duration(dl.GetRemainingNanos()), Attempts: dl.GetAttempts(),
-			}, ReplyVia: dl.GetReplyVia()}
+				Remaining: time.Duration(dl.GetRemainingNanos()), Attempts: dl.GetAttempts(), ReplyVia: dl.GetReplyVia(),
+			}}
 		}
 	}
 	for _, r := range p.GetResults() {
