@@ -176,14 +176,14 @@ func kmsg(v float64) string { return strconv.FormatFloat(v/1000, 'f', 0, 64) + "
 
 // rows are the table's rows, in order. Targets come from the issues.
 var rows = []row{
-	sendRecv("1p1c", "built"),
-	sendRecv("1p1c", "prebuilt"),
-	sendRecv("4p1c", "built"),
-	sendRecv("4p1c", "prebuilt"),
-	paired("1p1c", "built"),
-	paired("1p1c", "prebuilt"),
-	paired("4p1c", "built"),
-	paired("4p1c", "prebuilt"),
+	mailboxRow("1p1c", "built", false),
+	mailboxRow("1p1c", "prebuilt", false),
+	mailboxRow("4p1c", "built", false),
+	mailboxRow("4p1c", "prebuilt", false),
+	mailboxRow("1p1c", "built", true),
+	mailboxRow("1p1c", "prebuilt", true),
+	mailboxRow("4p1c", "built", true),
+	mailboxRow("4p1c", "prebuilt", true),
 	{
 		label:     "ping-pong between two goroutines: two inboxes",
 		ours:      metric{"BenchmarkPingPong/inbox", "ns/op"},
@@ -238,33 +238,22 @@ var rows = []row{
 	memory(200),
 }
 
-func sendRecv(shape, kind string) row {
+// mailboxRow is a mailbox-versus-channel row: from BenchmarkSendRecv
+// (mailbox and channel in separate runs), or, paired, from
+// BenchmarkMailboxVsChan (alternating in one loop, with its own ratio).
+func mailboxRow(shape, kind string, paired bool) row {
 	producers := map[string]string{"1p1c": "1 producer", "4p1c": "4 producers"}[shape]
+	r := row{baseLabel: "buffered channel", format: ns, target: target{limit: 1.0}}
+	if paired {
+		name := "BenchmarkMailboxVsChan/" + shape + "/" + kind
+		r.ours, r.base, r.ratio = metric{name, "mailbox-ns/msg"}, metric{name, "chan-ns/msg"}, metric{name, "ratio"}
+		r.label = fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (alternating in one loop)", producers, kind)
+		return r
+	}
 	prefix := "BenchmarkSendRecv/" + shape + "/" + kind + "/"
-	return row{
-		label:     fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (separate runs)", producers, kind),
-		ours:      metric{prefix + "mailbox", "ns/op"},
-		base:      metric{prefix + "chan", "ns/op"},
-		baseLabel: "buffered channel",
-		format:    ns,
-		target:    target{limit: 1.0},
-	}
-}
-
-// paired is the same comparison from BenchmarkMailboxVsChan, which
-// alternates mailbox and channel chunks in one loop and reports the ratio.
-func paired(shape, kind string) row {
-	producers := map[string]string{"1p1c": "1 producer", "4p1c": "4 producers"}[shape]
-	name := "BenchmarkMailboxVsChan/" + shape + "/" + kind
-	return row{
-		label:     fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (alternating in one loop)", producers, kind),
-		ours:      metric{name, "mailbox-ns/msg"},
-		base:      metric{name, "chan-ns/msg"},
-		ratio:     metric{name, "ratio"},
-		baseLabel: "buffered channel",
-		format:    ns,
-		target:    target{limit: 1.0},
-	}
+	r.ours, r.base = metric{prefix + "mailbox", "ns/op"}, metric{prefix + "chan", "ns/op"}
+	r.label = fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (separate runs)", producers, kind)
+	return r
 }
 
 func memory(workers int) row {
