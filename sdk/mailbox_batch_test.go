@@ -259,7 +259,7 @@ func BenchmarkFetchAckContended(b *testing.B) {
 	const batch = 64
 	for _, mode := range []string{"single", "batch"} {
 		b.Run(mode, func(b *testing.B) {
-			mb := NewMailbox(MailboxConfig{Capacity: benchCap, DefaultTTL: time.Minute})
+			mb := newBenchMailbox()
 			ctx := context.Background()
 			srcs := newSources(b, 1, true)
 			ms := make([]*Message, 0, batch)
@@ -267,15 +267,7 @@ func BenchmarkFetchAckContended(b *testing.B) {
 			n := 0
 			b.ReportAllocs()
 			b.ResetTimer()
-			wg := runProducers(b, srcs, func(i int, src source) {
-				err := mb.SendContext(ctx, src.next(i))
-				if err != nil && errors.Is(err, ErrDuplicateMessage) {
-					err = mb.SendContext(ctx, src.replace())
-				}
-				if err != nil {
-					b.Error(err)
-				}
-			})
+			wg := runProducers(b.N, srcs, mailboxSend(b, mb))
 			for done := 0; done < b.N; {
 				if mode == "single" {
 					m, err := mb.FetchAs(ctx, "w")

@@ -93,14 +93,14 @@ func newSources(b *testing.B, producers int, prebuilt bool) []source {
 	return srcs
 }
 
-// runProducers starts one goroutine per source, sharing b.N sends.
-func runProducers(b *testing.B, srcs []source, send func(i int, src source)) *sync.WaitGroup {
+// runProducers starts one goroutine per source, sharing total sends.
+func runProducers(total int, srcs []source, send func(i int, src source)) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	producers := len(srcs)
 	for p, src := range srcs {
-		n := b.N / producers
+		n := total / producers
 		if p == 0 {
-			n += b.N % producers
+			n += total % producers
 		}
 		wg.Add(1)
 		go func() {
@@ -116,48 +116,70 @@ func runProducers(b *testing.B, srcs []source, send func(i int, src source)) *sy
 // sink keeps consumers honest: both variants read each message's payload.
 var sink int
 
-func benchMailbox(b *testing.B, producers int, prebuilt bool) {
-	mb := NewMailbox(MailboxConfig{Capacity: benchCap, DefaultTTL: time.Minute})
-	ctx := context.Background()
-	srcs := newSources(b, producers, prebuilt)
-	b.ReportAllocs()
-	b.ResetTimer()
-	wg := runProducers(b, srcs, func(i int, src source) {
-		err := mb.SendContext(ctx, src.next(i))
+// The two transports under test, each as a send for runProducers and a
+// receive.
+
+func newBenchMailbox() *Mailbox {
+	return NewMailbox(MailboxConfig{Capacity: benchCap, DefaultTTL: time.Minute})
+}
+
+func mailboxSend(b *testing.B, mb *Mailbox) func(i int, src source) {
+	return func(i int, src source) {
+		err := mb.SendContext(context.Background(), src.next(i))
 		if err != nil && src.replace != nil && errors.Is(err, ErrDuplicateMessage) {
-			err = mb.SendContext(ctx, src.replace())
+			err = mb.SendContext(context.Background(), src.replace())
 		}
 		if err != nil {
 			b.Error(err)
 		}
-	})
-	n := 0
-	for range b.N {
-		m, err := mb.ReceiveContext(ctx)
+	}
+}
+
+func mailboxRecv(b *testing.B, mb *Mailbox) func() *Message {
+	return func() *Message {
+		m, err := mb.ReceiveContext(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
-		n += len(m.Payload())
+		return m
 	}
-	sink = n
+}
+
+func chanSend(ch chan *Message) func(i int, src source) {
+	return func(i int, src source) { ch <- src.next(i) }
+}
+
+func chanRecv(ch chan *Message) func() *Message { return func() *Message { return <-ch } }
+
+// transfer passes n messages from srcs' producers to one consumer and
+// returns how long that took.
+func transfer(n int, srcs []source, send func(int, source), recv func() *Message) time.Duration {
+	begin := time.Now()
+	wg := runProducers(n, srcs, send)
+	total := 0
+	for range n {
+		total += len(recv().Payload())
+	}
+	sink = total
 	wg.Wait()
+	return time.Since(begin)
+}
+
+func benchTransfer(b *testing.B, producers int, prebuilt bool, send func(int, source), recv func() *Message) {
+	srcs := newSources(b, producers, prebuilt)
+	b.ReportAllocs()
+	b.ResetTimer()
+	transfer(b.N, srcs, send, recv)
+}
+
+func benchMailbox(b *testing.B, producers int, prebuilt bool) {
+	mb := newBenchMailbox()
+	benchTransfer(b, producers, prebuilt, mailboxSend(b, mb), mailboxRecv(b, mb))
 }
 
 func benchChan(b *testing.B, producers int, prebuilt bool) {
 	ch := make(chan *Message, benchCap)
-	srcs := newSources(b, producers, prebuilt)
-	b.ReportAllocs()
-	b.ResetTimer()
-	wg := runProducers(b, srcs, func(i int, src source) {
-		ch <- src.next(i)
-	})
-	n := 0
-	for range b.N {
-		m := <-ch
-		n += len(m.Payload())
-	}
-	sink = n
-	wg.Wait()
+	benchTransfer(b, producers, prebuilt, chanSend(ch), chanRecv(ch))
 }
 
 func BenchmarkSendRecv(b *testing.B) {
@@ -263,66 +285,10 @@ func BenchmarkMailboxVsChan(b *testing.B) {
 		for _, kind := range []string{"built", "prebuilt"} {
 			name := map[int]string{1: "1p1c", 4: "4p1c"}[producers] + "/" + kind
 			b.Run(name, func(b *testing.B) {
-				prebuilt := kind == "prebuilt"
-				mb := NewMailbox(MailboxConfig{Capacity: benchCap, DefaultTTL: time.Minute})
-				ch := make(chan *Message, benchCap)
-				ctx := context.Background()
-				// Prebuilt: each producer's chunk share, reused every chunk
-				// (everything is received by the end of a chunk).
-				var sets [][]*Message
-				if prebuilt {
-					sets = make([][]*Message, producers)
-					for p := range sets {
-						sets[p] = make([]*Message, chunk/producers+1)
-						for i := range sets[p] {
-							sets[p][i] = benchBuild(b, i)
-						}
-					}
-				}
-				next := func(p, i int) *Message {
-					if prebuilt {
-						return sets[p][i]
-					}
-					return benchBuild(b, i)
-				}
-				run := func(send func(*Message), recv func() *Message) time.Duration {
-					var wg sync.WaitGroup
-					begin := time.Now()
-					for p := range producers {
-						n := chunk / producers
-						if p == 0 {
-							n += chunk % producers
-						}
-						wg.Go(func() {
-							for i := range n {
-								send(next(p, i))
-							}
-						})
-					}
-					n := 0
-					for range chunk {
-						n += len(recv().Payload())
-					}
-					sink = n
-					wg.Wait()
-					return time.Since(begin)
-				}
-				viaMailbox := func() time.Duration {
-					return run(func(m *Message) {
-						if err := mb.SendContext(ctx, m); err != nil {
-							b.Error(err)
-						}
-					}, func() *Message {
-						m, err := mb.ReceiveContext(ctx)
-						if err != nil {
-							b.Fatal(err)
-						}
-						return m
-					})
-				}
-				viaChan := func() time.Duration {
-					return run(func(m *Message) { ch <- m }, func() *Message { return <-ch })
-				}
+				mb, ch := newBenchMailbox(), make(chan *Message, benchCap)
+				srcs := newSources(b, producers, kind == "prebuilt")
+				viaMailbox := func() time.Duration { return transfer(chunk, srcs, mailboxSend(b, mb), mailboxRecv(b, mb)) }
+				viaChan := func() time.Duration { return transfer(chunk, srcs, chanSend(ch), chanRecv(ch)) }
 				viaMailbox() // warm-up: the rings grow once
 				viaChan()
 				var ours, base time.Duration
