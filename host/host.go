@@ -1,7 +1,6 @@
 package host
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -194,7 +193,7 @@ func New(app *config.App, opts Options) (*Host, error) {
 		owner: map[string]*sdk.Supervisor{}, byName: map[string]*sdk.Supervisor{},
 		applied: map[string]*config.Worker{}, incs: map[string]*atomic.Uint64{}, incoming: map[string]*process.Child{}, subs: map[*Subscription]struct{}{}, bridge: newBridge(logger.Named("mailbox"), opts.MailboxWindow, opts.PoolWindow)}
 	h.bridge.deliveryHook = opts.DeliveryHook
-	h.bridge.socketBase = cmp.Or(opts.TempDir, os.TempDir())
+	h.bridge.socketBase = process.SocketBase(opts.TempDir)
 	h.logw = logw
 	var errs []error
 	h.bridge.setWorkers(app.Workers())

@@ -2,6 +2,7 @@ package process
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -78,6 +79,11 @@ func Check(spec Spec) error {
 	return nil
 }
 
+// SocketBase returns the directory in which incarnations' socket
+// directories are created for a [Spec.TempDir] of dir: dir, or
+// os.TempDir() when dir is empty. It never blocks.
+func SocketBase(dir string) string { return cmp.Or(dir, os.TempDir()) }
+
 // maxTempDirLen bounds Spec.TempDir: go-plugin adds about 50 bytes
 // ("/v…/plugin-dir…/plugin…") to it for the socket path, whose limit is 107.
 const maxTempDirLen = 50
@@ -127,10 +133,7 @@ func (c *Child) start(ctx context.Context, standby bool) (sdk.Incarnation, error
 		return fail(err)
 	}
 	binID, _ := statID(s.Path) // what this incarnation runs, for BinaryChanged
-	base := s.TempDir
-	if base == "" {
-		base = os.TempDir()
-	}
+	base := SocketBase(s.TempDir)
 	if len(base) > maxTempDirLen {
 		return fail(fmt.Errorf("%w: socket base directory %s is %d bytes long; unix socket paths are limited to 107 bytes, so keep it within %d (set TMPDIR to a shorter directory)",
 			ErrBadTempDir, base, len(base), maxTempDirLen))
