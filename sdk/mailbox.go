@@ -296,14 +296,16 @@ func (mb *Mailbox) SendContext(ctx context.Context, m *Message) error {
 }
 
 // send is Send (wait false: a full mailbox refuses at once; ctx unused)
-// and SendContext (wait true).
+// and SendContext (wait true). Its common case (valid, open, room,
+// generated ID) stays in this small function; everything rarer is in
+// functions of its own, which keeps the time spent holding mb.mu short.
 func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	if m == nil || (!m.generated && m.id == "") {
 		return mb.reject(fmt.Errorf("%w: nil message or empty id", ErrInvalidMessage))
 	}
 	size := int(m.size)
 	if mb.maxSize > 0 && size > mb.maxSize {
-		return mb.reject(fmt.Errorf("%w: message %s is %d bytes (max %d)", ErrMessageTooLarge, m.id, size, mb.maxSize))
+		return mb.rejectTooLarge(m)
 	}
 	// Effective deadline; the clock is read outside the lock, and only for
 	// messages that can expire.
@@ -314,7 +316,7 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 			d, stamp = mb.clock()+mb.defaultTTL, true
 		}
 	} else if mb.clock() >= d {
-		return mb.reject(fmt.Errorf("%w: message %s (ttl %v)", ErrMessageExpired, m.id, m.ttl))
+		return mb.rejectExpired(m)
 	}
 
 	mb.mu.Lock()
@@ -327,21 +329,15 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	}
 	owned, ok := mb.claimLocked(m)
 	if !ok {
-		mb.st.MessagesRejected++
-		mb.mu.Unlock()
-		return fmt.Errorf("%w: id %q is already queued or in flight", ErrDuplicateMessage, m.id)
+		return mb.rejectDuplicateLocked(m)
 	}
 	if stamp && !m.deadline.CompareAndSwap(0, d) {
 		d = m.deadline.Load() // another mailbox stamped it first
 	}
 	mb.sent++
 	mb.sizeIn += size
-	if w := mb.recvq.pop(); w != nil {
-		// A parked receiver means an empty queue: hand m over directly, as
-		// a channel does, sparing the receiver the relock.
-		mb.handLocked(w, m, owned)
-		mb.mu.Unlock()
-		signal(w)
+	if mb.recvq.len() != 0 {
+		mb.handOffLocked(m, owned) // unlocks
 		return nil
 	}
 	mb.pushLocked(m, d, false)
@@ -353,6 +349,33 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	mb.mu.Unlock()
 	signal(ws)
 	return nil
+}
+
+// handOffLocked gives m, just accepted (owned as claimLocked said), to the
+// first parked receiver: a parked receiver means an empty queue, so m goes
+// to it directly, as a channel does, sparing the receiver the relock. It
+// unlocks mb.mu.
+func (mb *Mailbox) handOffLocked(m *Message, owned bool) {
+	w := mb.recvq.pop()
+	mb.handLocked(w, m, owned)
+	mb.mu.Unlock()
+	signal(w)
+}
+
+func (mb *Mailbox) rejectTooLarge(m *Message) error {
+	return mb.reject(fmt.Errorf("%w: message %s is %d bytes (max %d)", ErrMessageTooLarge, m.id, m.size, mb.maxSize))
+}
+
+func (mb *Mailbox) rejectExpired(m *Message) error {
+	return mb.reject(fmt.Errorf("%w: message %s (ttl %v)", ErrMessageExpired, m.id, m.ttl))
+}
+
+// rejectDuplicateLocked counts and returns the refusal of m, whose ID is
+// held; it unlocks mb.mu.
+func (mb *Mailbox) rejectDuplicateLocked(m *Message) error {
+	mb.st.MessagesRejected++
+	mb.mu.Unlock()
+	return fmt.Errorf("%w: id %q is already queued or in flight", ErrDuplicateMessage, m.id)
 }
 
 // waitRoomLocked is the slow path of a send that found the mailbox closed
@@ -410,8 +433,8 @@ func (mb *Mailbox) pushLocked(m *Message, d int64, front bool) {
 
 // popLocked removes the next deliverable message, moving expired ones to
 // the dead letters, and returns it, or nil when the queue is empty; owned
-// says how mb held it. The clock is read at most once, and only for a
-// message that can expire.
+// says how mb held it. The clock is read only for messages that can
+// expire.
 //
 // For a receive (fetch false) it also counts the delivery and releases
 // mb's claim, whatever comes next, in one atomic add on the message's
@@ -420,14 +443,8 @@ func (mb *Mailbox) pushLocked(m *Message, d int64, front bool) {
 // comes over once, writable, instead of readable and then again writable,
 // and a receive makes one atomic operation on the message in all.
 func (mb *Mailbox) popLocked(fetch bool) (m *Message, owned bool) {
-	var now int64
 	for mb.nonEmpty != 0 {
-		p := bits.TrailingZeros8(mb.nonEmpty)
-		m = mb.ringPop(p)
-		if mb.pos[p].n == 0 {
-			mb.nonEmpty &^= 1 << p
-		}
-		mb.n--
+		m = mb.popFrontLocked()
 		owned = mb.ownsLocked(m)
 		if !fetch {
 			var num uint32
@@ -438,23 +455,36 @@ func (mb *Mailbox) popLocked(fetch bool) (m *Message, owned bool) {
 			}
 			m.attempts.delivered(num)
 		}
-		if d := m.deadline.Load(); d != 0 {
-			if now == 0 {
-				now = mb.clock()
-			}
-			if now >= d {
-				if fetch {
-					mb.unclaimLocked(m, owned)
-				} else {
-					m.attempts.undeliver()
-				}
-				mb.deadLetterExpiredLocked(m)
-				continue
-			}
+		if d := m.deadline.Load(); d == 0 || mb.clock() < d {
+			return m, owned
 		}
-		return m, owned
+		mb.poppedExpiredLocked(m, fetch, owned)
 	}
 	return nil, false
+}
+
+// popFrontLocked removes and returns the front message of the highest
+// priority that has one; the mailbox is not empty.
+func (mb *Mailbox) popFrontLocked() *Message {
+	p := bits.TrailingZeros8(mb.nonEmpty)
+	m := mb.ringPop(p)
+	if mb.pos[p].n == 0 {
+		mb.nonEmpty &^= 1 << p
+	}
+	mb.n--
+	return m
+}
+
+// poppedExpiredLocked dead-letters m, which popLocked (fetch as given;
+// owned as ownsLocked said) took out of the queue and found expired,
+// undoing what it did to m for a receive.
+func (mb *Mailbox) poppedExpiredLocked(m *Message, fetch, owned bool) {
+	if fetch {
+		mb.unclaimLocked(m, owned)
+	} else {
+		m.attempts.undeliver()
+	}
+	mb.deadLetterExpiredLocked(m)
 }
 
 // expireLocked dead-letters a message that expired while held (queued or in
@@ -571,8 +601,36 @@ func (mb *Mailbox) FetchAs(ctx context.Context, consumer string) (*Message, erro
 }
 
 // recv is the blocking receive. timeout may be nil; when it fires recv
-// returns errTimedOut.
+// returns errTimedOut. Its common case (a receive that finds a message
+// that has not expired) stays in this small function, as send's does;
+// recvLocked does the rest.
 func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch bool, consumer string) (*Message, error) {
+	mb.mu.Lock()
+	if !fetch && mb.nonEmpty != 0 {
+		// popLocked's receive case, inline.
+		m := mb.popFrontLocked()
+		owned := mb.ownsLocked(m)
+		var num uint32
+		if owned {
+			num = mb.num
+		} else {
+			mb.unclaimLocked(m, false)
+		}
+		m.attempts.delivered(num)
+		if d := m.deadline.Load(); d == 0 || mb.clock() < d {
+			mb.received++
+			mb.sizeOut += int(m.size)
+			mb.unlockWake()
+			return m, nil
+		}
+		mb.poppedExpiredLocked(m, false, owned)
+	}
+	return mb.recvLocked(ctx, timeout, fetch, consumer)
+}
+
+// recvLocked is recv from the point where it holds mb.mu; it returns
+// without it.
+func (mb *Mailbox) recvLocked(ctx context.Context, timeout <-chan time.Time, fetch bool, consumer string) (*Message, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -581,7 +639,6 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 	if !mb.spin {
 		spins = spinYields
 	}
-	mb.mu.Lock()
 	for {
 		if m, owned := mb.popLocked(fetch); m != nil {
 			mb.deliverLocked(m, fetch, consumer, owned)
@@ -617,8 +674,7 @@ func (mb *Mailbox) recv(ctx context.Context, timeout <-chan time.Time, fetch boo
 		w := getWaiter()
 		w.fetch, w.consumer = fetch, consumer
 		woken := mb.waitLocked(&mb.recvq, w, done, timeout)
-		if m := w.m; m != nil { // a sender handed it to us
-			mb.mu.Unlock()
+		if m := w.m; m != nil { // a sender handed it to us; mb.mu is not held
 			putWaiter(w)
 			return m, nil
 		}
@@ -934,8 +990,11 @@ func (q *waitq) remove(w *waiter) bool {
 }
 
 // waitLocked parks the caller on q with w until it is woken (true), or
-// done or timeout fires first (false). It is called and returns with mb.mu
-// held. A wake-up that races with done/timeout is consumed and reported as
+// done or timeout fires first (false). It is called with mb.mu held and
+// returns with it held, except when a sender handed w a message (w.m is
+// set: see handLocked): then it returns true without taking mb.mu again,
+// so that a receiver woken with its message does not contend for the lock
+// with the sender's next send. A wake-up that races with done/timeout is consumed and reported as
 // true, so the caller's loop re-checks the queue (and w.done) and no
 // wake-up is lost. The caller owns w before and after.
 func (mb *Mailbox) waitLocked(q *waitq, w *waiter, done <-chan struct{}, timeout <-chan time.Time) bool {
@@ -943,12 +1002,12 @@ func (mb *Mailbox) waitLocked(q *waitq, w *waiter, done <-chan struct{}, timeout
 	mb.mu.Unlock()
 	if done == nil && timeout == nil {
 		<-w.ch
-		mb.mu.Lock()
+		mb.relockUnlessHanded(w)
 		return true
 	}
 	select {
 	case <-w.ch:
-		mb.mu.Lock()
+		mb.relockUnlessHanded(w)
 		return true
 	case <-done:
 	case <-timeout:
@@ -961,8 +1020,17 @@ func (mb *Mailbox) waitLocked(q *waitq, w *waiter, done <-chan struct{}, timeout
 	// unlocked): take it.
 	mb.mu.Unlock()
 	<-w.ch
-	mb.mu.Lock()
+	mb.relockUnlessHanded(w)
 	return true
+}
+
+// relockUnlessHanded takes mb.mu again after w's wake-up, unless the waker
+// handed w a message. The waker set w.m before signalling, so reading it
+// after the wake-up needs no lock.
+func (mb *Mailbox) relockUnlessHanded(w *waiter) {
+	if w.m == nil {
+		mb.mu.Lock()
+	}
 }
 
 // ---- per-priority ring buffers ----

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -766,6 +767,65 @@ func TestMailboxConcurrentProducersAndConsumers(t *testing.T) {
 		t.Errorf("received %d, want %d", received.Load(), producers*per)
 	}
 	if st := mb.Stats(); st.MessagesSent != producers*per || st.MessagesReceived != producers*per || st.Len != 0 || st.InFlight != 0 || st.TotalSizeBytes != 0 || st.PeakUsage > 64 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestMailboxHandOffRacesWithDeadlines drives the hand-off to a parked
+// receiver (which returns without taking the lock again) against receivers
+// whose contexts keep expiring, so that a wake-up often races with the
+// deadline: every message must still be delivered exactly once, and the
+// mailbox must end consistent (a receiver that returned holding or
+// without the lock by mistake would deadlock or trip the race detector).
+func TestMailboxHandOffRacesWithDeadlines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	mb := NewMailbox(MailboxConfig{Capacity: 16})
+	const consumers, total = 3, 3000
+	var received atomic.Int64
+	var seen sync.Map
+	var cwg sync.WaitGroup
+	for range consumers {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Microsecond)
+				m, err := mb.ReceiveContext(ctx)
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+					continue
+				case errors.Is(err, ErrInboxClosed):
+					return
+				case err != nil:
+					t.Error(err)
+					return
+				}
+				if _, dup := seen.LoadOrStore(m.PayloadString(), true); dup {
+					t.Errorf("delivered twice: %s", m.PayloadString())
+				}
+				received.Add(1)
+			}
+		}()
+	}
+	for i := range total {
+		if err := mb.SendContext(context.Background(), Msg(fmt.Sprint(i)).MustBuild()); err != nil {
+			t.Fatal(err)
+		}
+		if i%8 == 0 {
+			runtime.Gosched() // let receivers park, so that sends hand off
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for received.Load() < total && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	mb.Close()
+	cwg.Wait()
+	if got := received.Load(); got != total {
+		t.Errorf("received %d, want %d", got, total)
+	}
+	if st := mb.Stats(); st.MessagesReceived != total || st.Len != 0 || st.TotalSizeBytes != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
