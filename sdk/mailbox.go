@@ -351,13 +351,18 @@ func (mb *Mailbox) send(ctx context.Context, wait bool, m *Message) error {
 	return nil
 }
 
-// handOffLocked gives m, just accepted (owned as claimLocked said), to the
-// first parked receiver: a parked receiver means an empty queue, so m goes
-// to it directly, as a channel does, sparing the receiver the relock. It
-// unlocks mb.mu.
+// handOffLocked delivers m, just accepted (owned as claimLocked said), to
+// the first parked receiver, as that receiver's Receive or Fetch would: a
+// parked receiver means an empty queue, so m goes to it directly, as a
+// channel does, and the woken receiver need not take the lock at all (see
+// waitLocked). It unlocks mb.mu.
 func (mb *Mailbox) handOffLocked(m *Message, owned bool) {
 	w := mb.recvq.pop()
-	mb.handLocked(w, m, owned)
+	if !w.fetch {
+		mb.countReceiveLocked(m, owned)
+	}
+	mb.deliverLocked(m, w.fetch, w.consumer, owned)
+	w.m = m
 	mb.mu.Unlock()
 	signal(w)
 }
@@ -735,17 +740,6 @@ func (mb *Mailbox) deliverLocked(m *Message, fetch bool, consumer string, owned 
 	mb.sizeOut += int(m.size)
 }
 
-// handLocked delivers m, just claimed (owned as claimLocked said), to the
-// parked receiver w, which the caller popped from recvq and signals after
-// unlocking.
-func (mb *Mailbox) handLocked(w *waiter, m *Message, owned bool) {
-	if !w.fetch {
-		mb.countReceiveLocked(m, owned)
-	}
-	mb.deliverLocked(m, w.fetch, w.consumer, owned)
-	w.m = m
-}
-
 // unlockWake unlocks mb.mu and wakes the parked senders there is now room
 // for.
 func (mb *Mailbox) unlockWake() {
@@ -1012,7 +1006,7 @@ func (q *waitq) remove(w *waiter) bool {
 // waitLocked parks the caller on q with w until it is woken (true), or
 // done or timeout fires first (false). It is called with mb.mu held and
 // returns with it held, except when a sender handed w a message (w.m is
-// set: see handLocked): then it returns true without taking mb.mu again,
+// set: see handOffLocked): then it returns true without taking mb.mu again,
 // so that a receiver woken with its message does not contend for the lock
 // with the sender's next send. A wake-up that races with done/timeout is consumed and reported as
 // true, so the caller's loop re-checks the queue (and w.done) and no
