@@ -222,14 +222,7 @@ func BenchmarkFetchAck(b *testing.B) {
 				}
 				if mode == "single" {
 					for range k {
-						m, err := mb.FetchAs(ctx, "w")
-						if err != nil {
-							b.Fatal(err)
-						}
-						n += len(m.Payload())
-						if err := mb.Ack(m.ID()); err != nil {
-							b.Fatal(err)
-						}
+						n += fetchAckOne(ctx, b, mb)
 					}
 				} else {
 					var err error
@@ -270,14 +263,7 @@ func BenchmarkFetchAckContended(b *testing.B) {
 			wg := runProducers(b.N, srcs, mailboxSend(b, mb))
 			for done := 0; done < b.N; {
 				if mode == "single" {
-					m, err := mb.FetchAs(ctx, "w")
-					if err != nil {
-						b.Fatal(err)
-					}
-					n += len(m.Payload())
-					if err := mb.Ack(m.ID()); err != nil {
-						b.Fatal(err)
-					}
+					n += fetchAckOne(ctx, b, mb)
 					done++
 					continue
 				}
@@ -299,4 +285,18 @@ func BenchmarkFetchAckContended(b *testing.B) {
 			wg.Wait()
 		})
 	}
+}
+
+// fetchAckOne fetches one message as consumer "w", acknowledges it and
+// returns its payload length: the single-message side of the batch
+// benchmarks.
+func fetchAckOne(ctx context.Context, b *testing.B, mb *Mailbox) int {
+	m, err := mb.FetchAs(ctx, "w")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := mb.Ack(m.ID()); err != nil {
+		b.Fatal(err)
+	}
+	return len(m.Payload())
 }
