@@ -30,10 +30,10 @@ test: ## vet, then all tests with the race detector
 	@$(GO) test $(GOFLAGS_TEST) ./...
 
 bench: ## run every benchmark against its baseline (a few minutes): table to bench.md, raw output to bench.txt
-	@echo "==> go test -bench ./sdk/: mailbox, ping-pong, restart (count=$(BENCHCOUNT), benchtime=$(BENCHTIME))"
-	@{ $(GO) test -run '^$$' -bench 'SendRecv|PingPong|RestartLatency' -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee bench.txt
-	@echo "==> go test -bench ./sdk/: mailbox vs channel alternating in one loop (count=$(BENCHCOUNT), benchtime=20x)"
-	@{ $(GO) test -run '^$$' -bench 'MailboxVsChan' -count $(BENCHCOUNT) -benchtime 20x ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee -a bench.txt
+	@echo "==> go test -bench ./sdk/: mailbox, ping-pong, one-goroutine cost, restart (count=$(BENCHCOUNT), benchtime=$(BENCHTIME))"
+	@{ $(GO) test -run '^$$' -bench 'SendRecv|PingPong|SameGoroutine|RestartLatency' -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee bench.txt
+	@echo "==> go test -bench ./sdk/: mailbox (and a featureless ring) vs channel alternating in one loop (count=$(BENCHCOUNT), benchtime=20x)"
+	@{ $(GO) test -run '^$$' -bench 'MailboxVsChan|RingVsChan' -count $(BENCHCOUNT) -benchtime 20x ./sdk/ 2>&1 || echo "FAIL: go test ./sdk/ exited $$?"; } | tee -a bench.txt
 	@echo "==> go test -bench ./host/: bridge vs raw go-plugin stream (count=$(BENCHCOUNT), benchtime=6x)"
 	@{ $(GO) test -run '^$$' -bench 'BridgeVsRaw' -count $(BENCHCOUNT) -benchtime 6x ./host/ 2>&1 || echo "FAIL: go test ./host/ exited $$?"; } | tee -a bench.txt
 	@echo "==> go test -bench ./host/: hot-swap pause vs crash restart under load (count=$(BENCHCOUNT), benchtime=10x)"

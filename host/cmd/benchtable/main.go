@@ -184,6 +184,24 @@ var rows = []row{
 	mailboxRow("1p1c", "prebuilt", true),
 	mailboxRow("4p1c", "built", true),
 	mailboxRow("4p1c", "prebuilt", true),
+	ringRow("1p1c", "built"),
+	ringRow("1p1c", "prebuilt"),
+	ringRow("4p1c", "built"),
+	ringRow("4p1c", "prebuilt"),
+	{
+		label:     "mailbox Send+Receive on one goroutine, prebuilt message (no contention)",
+		ours:      metric{"BenchmarkSameGoroutine/mailbox", "ns/op"},
+		base:      metric{"BenchmarkSameGoroutine/chan", "ns/op"},
+		baseLabel: "buffered channel",
+		format:    ns,
+	},
+	{
+		label:     "featureless mutex+cond ring, send+receive on one goroutine",
+		ours:      metric{"BenchmarkSameGoroutine/ring", "ns/op"},
+		base:      metric{"BenchmarkSameGoroutine/chan", "ns/op"},
+		baseLabel: "buffered channel",
+		format:    ns,
+	},
 	{
 		label:     "ping-pong between two goroutines: two inboxes",
 		ours:      metric{"BenchmarkPingPong/inbox", "ns/op"},
@@ -254,6 +272,22 @@ func mailboxRow(shape, kind string, paired bool) row {
 	r.ours, r.base = metric{prefix + "mailbox", "ns/op"}, metric{prefix + "chan", "ns/op"}
 	r.label = fmt.Sprintf("mailbox send+receive, %s/1 consumer, %s (separate runs)", producers, kind)
 	return r
+}
+
+// ringRow is a row of BenchmarkRingVsChan: a featureless mutex+cond ring
+// against the channel in the mailbox rows' harness. It has no target: it
+// shows how far below the channel any queue gets in that harness.
+func ringRow(shape, kind string) row {
+	producers := map[string]string{"1p1c": "1 producer", "4p1c": "4 producers"}[shape]
+	name := "BenchmarkRingVsChan/" + shape + "/" + kind
+	return row{
+		label:     fmt.Sprintf("featureless mutex+cond ring (no priorities, TTL, duplicate detection, counters), %s/1 consumer, %s (alternating in one loop)", producers, kind),
+		ours:      metric{name, "ring-ns/msg"},
+		base:      metric{name, "chan-ns/msg"},
+		ratio:     metric{name, "ratio"},
+		baseLabel: "buffered channel",
+		format:    ns,
+	}
 }
 
 func memory(workers int) row {
